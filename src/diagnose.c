@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* diagnose.c: stale references (an index no interface holds now) and the interfaces behind them. */
+#include <string.h>
+
+#include "diagnose.h"
+#include "macro.h"
+
+void observation_done(struct observation *o) {
+        link_table_done(&o->links);
+        ruleset_done(&o->ruleset);
+        owner_table_done(&o->owners);
+}
+
+static struct iface_finding *iface_find(struct findings *f, const char *name, uint32_t old_ifindex) {
+        for (size_t i = 0; i < f->n_ifaces; i++)
+                if (streq(f->ifaces[i].name, name) && f->ifaces[i].old_ifindex == old_ifindex)
+                        return &f->ifaces[i];
+        return NULL;
+}
+
+/* name had old_ifindex (per snapshot or history); classify it against the links of now. */
+static int iface_note(struct findings *f, const struct observation *now, const struct snapshot *before,
+                      const char *name, uint32_t old_ifindex, const char *old_kind) {
+        if (iface_find(f, name, old_ifindex))
+                return 0;
+
+        const struct link *cur = links_by_name(&now->links, name);
+        if (cur && cur->ifindex == old_ifindex)
+                return 0;
+
+        if (GROW(f->ifaces, f->allocated_ifaces, f->n_ifaces + 1) < 0)
+                return -ENOMEM;
+        struct iface_finding *i = &f->ifaces[f->n_ifaces++];
+        *i = (struct iface_finding){
+                .change = cur ? IFACE_RECREATED : IFACE_VANISHED,
+                .old_ifindex = old_ifindex,
+                .new_ifindex = cur ? cur->ifindex : 0,
+                .owner = cur ? owners_find(&now->owners, name) : (before ? owners_find(&before->owners, name) : NULL),
+        };
+        snprintf(i->name, sizeof(i->name), "%s", name);
+        snprintf(i->kind, sizeof(i->kind), "%s", cur ? cur->kind : (old_kind ? old_kind : ""));
+        return 0;
+}
+
+int diagnose(const struct observation *now, const struct snapshot *before, const struct link_history *history,
+             struct findings *ret) {
+        _cleanup_(findings_done) struct findings f = {
+                .n_refs = now->ruleset.n_refs,
+                .n_name_refs = now->ruleset.n_name_refs,
+                .have_snapshot = before != NULL,
+        };
+        int r;
+
+        if (before)
+                for (size_t i = 0; i < before->links.n_links; i++) {
+                        const struct link *l = &before->links.links[i];
+                        if ((r = iface_note(&f, now, before, l->name, l->ifindex, l->kind)) < 0)
+                                return r;
+                }
+
+        f.stale = calloc(now->ruleset.n_refs ? now->ruleset.n_refs : 1, sizeof(struct stale_ref));
+        if (!f.stale) {
+                return -ENOMEM;
+        }
+
+        for (size_t k = 0; k < now->ruleset.n_refs; k++) {
+                const struct iface_ref *ref = &now->ruleset.refs[k];
+                if (links_by_index(&now->links, ref->ifindex))
+                        continue;
+
+                struct stale_ref *s = &f.stale[f.n_stale++];
+                *s = (struct stale_ref){.ref = ref, .now = -1};
+
+                /* The snapshot was taken right before the change; the history may be older but covers the case
+                 * where nobody took one. */
+                const struct link *old = before ? links_by_index(&before->links, ref->ifindex) : NULL;
+                const char *was = old ? old->name : history ? history_name_for_index(history, ref->ifindex) : NULL;
+                if (!was)
+                        continue;
+                snprintf(s->was, sizeof(s->was), "%s", was);
+                const struct link *cur = links_by_name(&now->links, was);
+                if (cur)
+                        s->now = cur->ifindex;
+                if ((r = iface_note(&f, now, before, was, ref->ifindex, old ? old->kind : NULL)) < 0)
+                        return r;
+        }
+
+        for (size_t k = 0; k < f.n_stale; k++)
+                if (f.stale[k].was[0]) {
+                        struct iface_finding *i = iface_find(&f, f.stale[k].was, f.stale[k].ref->ifindex);
+                        if (i)
+                                i->n_stale++;
+                }
+
+        *ret = f;
+        f = (struct findings){};
+        return 0;
+}
+
+void findings_done(struct findings *f) {
+        free(f->stale);
+        free(f->ifaces);
+        *f = (struct findings){};
+}

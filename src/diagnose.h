@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* diagnose.h: compares what is now against the snapshot and the link history. Pure: no I/O, no logging. */
+#pragma once
+
+#include <stdint.h>
+
+#include "links.h"
+#include "owners.h"
+#include "ruleset.h"
+#include "state.h"
+
+/* What one run observed. */
+struct observation {
+        struct link_table links;
+        struct ruleset ruleset;
+        struct owner_table owners;
+};
+
+void observation_done(struct observation *o);
+
+struct stale_ref {
+        const struct iface_ref *ref; /* points into the observation */
+        char was[IFNAMSIZ];          /* the name the index used to resolve to; empty if unknown */
+        int64_t now;                 /* that name's current index; -1 if unknown or gone */
+};
+
+enum iface_change {
+        IFACE_RECREATED,
+        IFACE_VANISHED,
+};
+
+struct iface_finding {
+        char name[IFNAMSIZ];
+        enum iface_change change;
+        uint32_t old_ifindex;
+        uint32_t new_ifindex; /* 0 when vanished */
+        char kind[32];
+        size_t n_stale; /* stale references that still hold old_ifindex */
+        const struct tun_owner *owner; /* current TUN owner (recreated), or the snapshot's (vanished); may be NULL */
+};
+
+struct findings {
+        struct stale_ref *stale;
+        size_t n_stale;
+        struct iface_finding *ifaces;
+        size_t n_ifaces, allocated_ifaces;
+        size_t n_refs, n_name_refs; /* what was checked */
+        bool have_snapshot;
+};
+
+/* before and history may be NULL. The findings point into now and before: keep them alive. */
+int diagnose(const struct observation *now, const struct snapshot *before, const struct link_history *history,
+             struct findings *ret);
+void findings_done(struct findings *f);

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* fileio.h: state files. Root-only, never through a symlink, replaced by rename, appended with O_APPEND + fsync. */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Creates dir (one level) with mode 0700 if missing; refuses a symlink or a non-directory. */
+int dir_ensure(const char *path);
+
+/* Writes data to dir/name through a temporary file: write, fsync, rename, fsync(dir). Mode 0600. */
+int file_replace(const char *dir, const char *name, const void *data, size_t size);
+
+/* Appends one record to dir/name (created 0600) and fsyncs it before returning. */
+int file_append(const char *dir, const char *name, const void *data, size_t size);
+
+/* Reads dir/name whole (no symlinks, at most max_size bytes). -ENOENT when it does not exist. */
+int file_read(const char *dir, const char *name, size_t max_size, char **ret_data, size_t *ret_size);
+
+/* Takes an exclusive lock on dir/name, waiting at most timeout_ms. Returns the fd that holds it. */
+int file_lock(const char *dir, const char *name, unsigned timeout_ms);

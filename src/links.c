@@ -1,0 +1,133 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* links.c: RTM_GETLINK dump through libmnl, parsed into struct link. */
+#include <libmnl/libmnl.h>
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
+#include <string.h>
+#include <time.h>
+
+#include "links.h"
+#include "macro.h"
+#include "netlink.h"
+
+struct link_attrs {
+        const struct nlattr *name;
+        const struct nlattr *linkinfo;
+};
+
+static int link_attr_cb(const struct nlattr *attr, void *data) {
+        struct link_attrs *a = data;
+
+        switch (mnl_attr_get_type(attr)) {
+        case IFLA_IFNAME:
+                if (mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0)
+                        a->name = attr;
+                break;
+        case IFLA_LINKINFO:
+                if (mnl_attr_validate(attr, MNL_TYPE_NESTED) >= 0)
+                        a->linkinfo = attr;
+                break;
+        }
+        return MNL_CB_OK;
+}
+
+static int linkinfo_attr_cb(const struct nlattr *attr, void *data) {
+        const struct nlattr **kind = data;
+
+        if (mnl_attr_get_type(attr) == IFLA_INFO_KIND && mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0)
+                *kind = attr;
+        return MNL_CB_OK;
+}
+
+int links_parse_msg(struct link_table *table, const struct nlmsghdr *nlh) {
+        if (nlh->nlmsg_type != RTM_NEWLINK)
+                return 0;
+        if (nlh->nlmsg_len < mnl_nlmsg_size(sizeof(struct ifinfomsg)))
+                return -EBADMSG;
+
+        const struct ifinfomsg *ifi = mnl_nlmsg_get_payload(nlh);
+        struct link_attrs a = {};
+        if (mnl_attr_parse(nlh, sizeof(*ifi), link_attr_cb, &a) < 0)
+                return -EBADMSG;
+        if (!a.name || ifi->ifi_index <= 0)
+                return -EBADMSG;
+
+        if (GROW(table->links, table->allocated, table->n_links + 1) < 0)
+                return -ENOMEM;
+
+        struct link *l = &table->links[table->n_links];
+        *l = (struct link){.ifindex = (uint32_t) ifi->ifi_index, .up = ifi->ifi_flags & IFF_UP};
+        snprintf(l->name, sizeof(l->name), "%s", mnl_attr_get_str(a.name));
+        if (a.linkinfo) {
+                const struct nlattr *kind = NULL;
+                if (mnl_attr_parse_nested(a.linkinfo, linkinfo_attr_cb, &kind) < 0)
+                        return -EBADMSG;
+                if (kind)
+                        snprintf(l->kind, sizeof(l->kind), "%s", mnl_attr_get_str(kind));
+        }
+        table->n_links++;
+        return 0;
+}
+
+static int link_cmp(const void *a, const void *b) {
+        const struct link *x = a, *y = b;
+        return (x->ifindex > y->ifindex) - (x->ifindex < y->ifindex);
+}
+
+void links_finish(struct link_table *table) {
+        if (table->n_links > 0)
+                qsort(table->links, table->n_links, sizeof(struct link), link_cmp);
+}
+
+static int links_msg_cb(const struct nlmsghdr *nlh, void *data) {
+        return links_parse_msg(data, nlh) < 0 ? MNL_CB_ERROR : MNL_CB_OK;
+}
+
+int links_dump(struct link_table *ret) {
+        _cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
+        struct link_table table = {};
+        char buf[MNL_SOCKET_BUFFER_SIZE];
+        int r;
+
+        r = netlink_open(NETLINK_ROUTE, &nl);
+        if (r < 0)
+                return r;
+
+        struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+        nlh->nlmsg_type = RTM_GETLINK;
+        nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+        nlh->nlmsg_seq = (uint32_t) time(NULL);
+        struct ifinfomsg *ifi = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifi));
+        ifi->ifi_family = AF_UNSPEC;
+        /* Statistics are most of a link message and we need none of them. */
+        mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+
+        r = netlink_dump(nl, nlh, links_msg_cb, &table, NULL, NULL);
+        if (r < 0) {
+                link_table_done(&table);
+                return r;
+        }
+
+        links_finish(&table);
+        *ret = table;
+        return 0;
+}
+
+const struct link *links_by_index(const struct link_table *table, uint32_t ifindex) {
+        struct link key = {.ifindex = ifindex};
+        if (!table->links)
+                return NULL;
+        return bsearch(&key, table->links, table->n_links, sizeof(struct link), link_cmp);
+}
+
+const struct link *links_by_name(const struct link_table *table, const char *name) {
+        for (size_t i = 0; i < table->n_links; i++)
+                if (strcmp(table->links[i].name, name) == 0)
+                        return &table->links[i];
+        return NULL;
+}
+
+void link_table_done(struct link_table *table) {
+        free(table->links);
+        *table = (struct link_table){};
+}

@@ -1,0 +1,229 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* main.c: the command line. The only place that talks to the user; exit status 0 fine, 1 stale, 2 error. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "diagnose.h"
+#include "fileio.h"
+#include "json-util.h"
+#include "log.h"
+#include "report.h"
+#include "state.h"
+
+#define EXIT_STALE 1
+#define EXIT_ERROR 2
+#define LOCK_TIMEOUT_MS 30000
+
+struct context {
+        const char *run_dir;
+        const char *state_dir;
+        bool json;
+        bool quiet;
+};
+
+static void help(void) {
+        printf("Usage: reconcile-after-upgrade [OPTIONS] COMMAND\n"
+               "\n"
+               "Finds nftables rules that still hold the index of an interface that was re-created\n"
+               "(e.g. tailscale0 after tailscaled restarted during an upgrade).\n"
+               "\n"
+               "Commands:\n"
+               "  snapshot        record links, interface references and TUN owners (before dpkg runs)\n"
+               "  check           report stale references; exit 0 none, 1 some, 2 error\n"
+               "\n"
+               "Options:\n"
+               "  --json          print the findings as one JSON object\n"
+               "  --run-dir DIR   snapshot and lock (default %s)\n"
+               "  --state-dir DIR link history (default %s)\n"
+               "  -q, --quiet     print nothing on success\n"
+               "  -v, --verbose   debug output on stderr\n"
+               "  -h, --help      this text\n"
+               "      --version   the version\n",
+               RUNSTATEDIR "/reconcile-after-upgrade", LOCALSTATEDIR "/lib/reconcile-after-upgrade");
+}
+
+static int observe(struct observation *ret) {
+        struct observation o = {};
+        int r;
+
+        r = links_dump(&o.links);
+        if (r < 0)
+                return log_error_errno(r, "Failed to list network interfaces: %m");
+        r = ruleset_read(&o.ruleset, NULL, NULL);
+        if (r < 0) {
+                observation_done(&o);
+                return log_error_errno(r, "Failed to read the nftables ruleset: %m");
+        }
+        r = owners_scan("/proc", &o.owners);
+        if (r < 0) {
+                observation_done(&o);
+                return log_error_errno(r, "Failed to scan /proc for TUN devices: %m");
+        }
+        *ret = o;
+        return 0;
+}
+
+static int state_dirs_ensure(const struct context *ctx) {
+        int r = dir_ensure(ctx->run_dir);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create run directory %s: %m", ctx->run_dir);
+        r = dir_ensure(ctx->state_dir);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create state directory %s: %m", ctx->state_dir);
+        return 0;
+}
+
+static int lock_take(const struct context *ctx) {
+        int fd = file_lock(ctx->run_dir, LOCK_FILE, LOCK_TIMEOUT_MS);
+        if (fd == -ETIMEDOUT)
+                return log_error_errno(fd, "Another run holds %s/%s; gave up after %u s.", ctx->run_dir, LOCK_FILE,
+                                       LOCK_TIMEOUT_MS / 1000);
+        if (fd < 0)
+                return log_error_errno(fd, "Failed to lock %s/%s: %m", ctx->run_dir, LOCK_FILE);
+        return fd;
+}
+
+/* A history that cannot be kept costs precision later, not correctness now: warn and go on. */
+static void history_update(const struct context *ctx, struct link_history *h, const struct link_table *links,
+                           uint64_t now) {
+        int r = history_note_links(h, links, now);
+        if (r >= 0 && h->dirty)
+                r = history_write(ctx->state_dir, h);
+        if (r < 0)
+                log_warning_errno(r, "Failed to update the link history in %s: %m", ctx->state_dir);
+}
+
+static int cmd_snapshot(const struct context *ctx) {
+        _cleanup_(observation_done) struct observation o = {};
+        _cleanup_(link_history_done) struct link_history h = {};
+        uint64_t now = (uint64_t) time(NULL);
+        int r;
+
+        r = state_dirs_ensure(ctx);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int lock = lock_take(ctx);
+        if (lock < 0)
+                return lock;
+
+        r = observe(&o);
+        if (r < 0)
+                return r;
+
+        r = snapshot_write(ctx->run_dir, now, &o.links, &o.ruleset, &o.owners);
+        if (r < 0)
+                return log_error_errno(r, "Failed to write %s/%s: %m", ctx->run_dir, SNAPSHOT_FILE);
+
+        r = history_read(ctx->state_dir, &h);
+        if (r < 0)
+                log_warning_errno(r, "Ignoring unreadable link history %s/%s: %m", ctx->state_dir, HISTORY_FILE);
+        history_update(ctx, &h, &o.links, now);
+
+        if (!ctx->quiet)
+                printf("Snapshot: %zu interfaces, %zu references by index, %zu TUN owners -> %s/%s\n",
+                       o.links.n_links, o.ruleset.n_refs, o.owners.n_owners, ctx->run_dir, SNAPSHOT_FILE);
+        return 0;
+}
+
+static int cmd_check(const struct context *ctx) {
+        _cleanup_(observation_done) struct observation o = {};
+        _cleanup_(snapshot_done) struct snapshot before = {};
+        _cleanup_(link_history_done) struct link_history h = {};
+        _cleanup_(findings_done) struct findings f = {};
+        uint64_t now = (uint64_t) time(NULL);
+        bool have_snapshot = false;
+        int r;
+
+        r = state_dirs_ensure(ctx);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int lock = lock_take(ctx);
+        if (lock < 0)
+                return lock;
+
+        r = observe(&o);
+        if (r < 0)
+                return r;
+
+        r = snapshot_read(ctx->run_dir, &before);
+        if (r >= 0)
+                have_snapshot = true;
+        else if (r != -ENOENT)
+                log_warning_errno(r, "Ignoring unreadable snapshot %s/%s: %m", ctx->run_dir, SNAPSHOT_FILE);
+
+        r = history_read(ctx->state_dir, &h);
+        if (r < 0)
+                log_warning_errno(r, "Ignoring unreadable link history %s/%s: %m", ctx->state_dir, HISTORY_FILE);
+
+        r = diagnose(&o, have_snapshot ? &before : NULL, &h, &f);
+        if (r < 0)
+                return log_error_errno(r, "Failed to compare against the snapshot: %m");
+
+        if (ctx->json) {
+                _cleanup_(json_decrefp) json_t *j = report_json(&f);
+                if (!j || json_dumpf(j, stdout, JSON_INDENT(2)) < 0)
+                        return log_oom();
+                putchar('\n');
+        } else if (!ctx->quiet || f.n_stale > 0)
+                report_human(&f, stdout);
+
+        /* After the diagnosis: the history must still say what the stale indexes were. */
+        history_update(ctx, &h, &o.links, now);
+
+        return f.n_stale > 0 ? EXIT_STALE : 0;
+}
+
+int main(int argc, char *argv[]) {
+        enum { ARG_RUN_DIR = 0x100, ARG_STATE_DIR, ARG_JSON, ARG_VERSION };
+        static const struct option options[] = {
+                {"run-dir", required_argument, NULL, ARG_RUN_DIR},
+                {"state-dir", required_argument, NULL, ARG_STATE_DIR},
+                {"json", no_argument, NULL, ARG_JSON},
+                {"quiet", no_argument, NULL, 'q'},
+                {"verbose", no_argument, NULL, 'v'},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, ARG_VERSION},
+                {},
+        };
+        struct context ctx = {
+                .run_dir = RUNSTATEDIR "/reconcile-after-upgrade",
+                .state_dir = LOCALSTATEDIR "/lib/reconcile-after-upgrade",
+        };
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "qvh", options, NULL)) >= 0)
+                switch (c) {
+                case ARG_RUN_DIR: ctx.run_dir = optarg; break;
+                case ARG_STATE_DIR: ctx.state_dir = optarg; break;
+                case ARG_JSON: ctx.json = true; break;
+                case 'q': ctx.quiet = true; break;
+                case 'v': log_set_max_level(LOG_DEBUG); break;
+                case 'h': help(); return 0;
+                case ARG_VERSION: printf("reconcile-after-upgrade %s\n", PACKAGE_VERSION); return 0;
+                default:
+                        fprintf(stderr, "Try 'reconcile-after-upgrade --help'.\n");
+                        return EXIT_ERROR;
+                }
+
+        if (optind >= argc) {
+                log_error("No command given; see 'reconcile-after-upgrade --help'.");
+                return EXIT_ERROR;
+        }
+        if (optind + 1 < argc) {
+                log_error("Unexpected argument '%s'.", argv[optind + 1]);
+                return EXIT_ERROR;
+        }
+
+        const char *cmd = argv[optind];
+        if (streq(cmd, "snapshot"))
+                r = cmd_snapshot(&ctx);
+        else if (streq(cmd, "check"))
+                r = cmd_check(&ctx);
+        else {
+                log_error("Unknown command '%s'; see 'reconcile-after-upgrade --help'.", cmd);
+                return EXIT_ERROR;
+        }
+        return r < 0 ? EXIT_ERROR : r;
+}

@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* report.c: renders findings. Both renderings walk the same arrays in the same order. */
+#include <string.h>
+
+#include "json-util.h"
+#include "macro.h"
+#include "report.h"
+
+static const char *iface_change_to_string(enum iface_change c) {
+        return c == IFACE_RECREATED ? "recreated" : "vanished";
+}
+
+static json_t *stale_to_json(const struct stale_ref *s) {
+        const struct iface_ref *ref = s->ref;
+        json_t *now = s->now >= 0 ? json_integer(s->now) : json_null();
+
+        if (ref->chain)
+                return json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:b, s:o, s:o}", "family",
+                                 nfproto_to_string(ref->family), "table", ref->table, "chain", ref->chain, "handle",
+                                 (json_int_t) ref->handle, "key", ref_key_to_string(ref->key), "ifindex",
+                                 (json_int_t) ref->ifindex, "negated", ref->negated, "was",
+                                 json_string_or_null(s->was), "now", now);
+        return json_pack("{s:s, s:s, s:s, s:s, s:I, s:b, s:o, s:o}", "family", nfproto_to_string(ref->family),
+                         "table", ref->table, "set", ref->set, "key", ref_key_to_string(ref->key), "ifindex",
+                         (json_int_t) ref->ifindex, "negated", ref->negated, "was", json_string_or_null(s->was),
+                         "now", now);
+}
+
+static json_t *iface_to_json(const struct iface_finding *i) {
+        json_t *owner = i->owner ? json_pack("{s:i, s:s, s:s?}", "pid", (int) i->owner->pid, "command",
+                                             i->owner->comm, "unit", i->owner->unit)
+                                 : json_null();
+        return json_pack("{s:s, s:s, s:s, s:I, s:o, s:I, s:o}", "name", i->name, "change",
+                         iface_change_to_string(i->change), "kind", i->kind, "old_ifindex",
+                         (json_int_t) i->old_ifindex, "new_ifindex",
+                         i->new_ifindex ? json_integer(i->new_ifindex) : json_null(), "stale_references",
+                         (json_int_t) i->n_stale, "owner", owner);
+}
+
+json_t *report_json(const struct findings *f) {
+        _cleanup_(json_decrefp) json_t *stale = json_array(), *ifaces = json_array();
+        if (!stale || !ifaces)
+                return NULL;
+
+        for (size_t k = 0; k < f->n_stale; k++)
+                if (json_array_append_new(stale, stale_to_json(&f->stale[k])) < 0)
+                        return NULL;
+        for (size_t k = 0; k < f->n_ifaces; k++)
+                if (json_array_append_new(ifaces, iface_to_json(&f->ifaces[k])) < 0)
+                        return NULL;
+
+        /* "o" hands the arrays over, also when packing fails. */
+        return json_pack("{s:o, s:o, s:I, s:I, s:b}", "stale", TAKE_PTR(stale), "interfaces", TAKE_PTR(ifaces),
+                         "references_checked", (json_int_t) f->n_refs, "by_name_references",
+                         (json_int_t) f->n_name_refs, "snapshot", f->have_snapshot);
+}
+
+static void print_ref_place(const struct iface_ref *ref, FILE *out) {
+        if (ref->chain)
+                fprintf(out, "table %s %s, chain %s, rule handle %llu", nfproto_to_string(ref->family), ref->table,
+                        ref->chain, (unsigned long long) ref->handle);
+        else
+                fprintf(out, "table %s %s, set %s", nfproto_to_string(ref->family), ref->table, ref->set);
+}
+
+static void print_owner(const struct tun_owner *o, FILE *out) {
+        fprintf(out, "owner %s (pid %d%s%s)", o->comm[0] ? o->comm : "?", (int) o->pid, o->unit ? ", unit " : "",
+                o->unit ? o->unit : "");
+}
+
+int report_human(const struct findings *f, FILE *out) {
+        for (size_t k = 0; k < f->n_ifaces; k++) {
+                const struct iface_finding *i = &f->ifaces[k];
+                if (i->change == IFACE_RECREATED)
+                        fprintf(out, "%s was re-created: index %u -> %u", i->name, i->old_ifindex, i->new_ifindex);
+                else
+                        fprintf(out, "%s (index %u) is gone", i->name, i->old_ifindex);
+                if (i->owner) {
+                        fputs(", ", out);
+                        print_owner(i->owner, out);
+                }
+                fputc('\n', out);
+        }
+
+        if (f->n_stale == 0) {
+                fprintf(out, "No stale interface references (%zu by index checked; %zu by name, which never go "
+                             "stale).\n",
+                        f->n_refs, f->n_name_refs);
+                return 0;
+        }
+
+        fprintf(out, "%zu stale interface reference%s (the rule holds an index no interface has any more):\n",
+                f->n_stale, f->n_stale == 1 ? "" : "s");
+        for (size_t k = 0; k < f->n_stale; k++) {
+                const struct stale_ref *s = &f->stale[k];
+                fputs("  ", out);
+                print_ref_place(s->ref, out);
+                fprintf(out, ": %s%s %u", ref_key_to_string(s->ref->key), s->ref->negated ? " !=" : "",
+                        s->ref->ifindex);
+                if (!s->was[0])
+                        fputs(" (unknown interface)", out);
+                else if (s->now >= 0)
+                        fprintf(out, " (was %s, now index %lld)", s->was, (long long) s->now);
+                else
+                        fprintf(out, " (was %s, which is gone)", s->was);
+                fputc('\n', out);
+        }
+
+        /* One line per table: that is the unit of reloading. */
+        fputs("Reload the rules that created each table, so that names resolve to the current indexes:\n", out);
+        for (size_t k = 0; k < f->n_stale; k++) {
+                const struct iface_ref *ref = f->stale[k].ref;
+                bool seen = false;
+                for (size_t j = 0; j < k && !seen; j++)
+                        seen = f->stale[j].ref->family == ref->family && streq(f->stale[j].ref->table, ref->table);
+                if (!seen)
+                        fprintf(out, "  table %s %s: restart the unit or rerun the script that loads it "
+                                     "(e.g. systemctl restart nftables.service)\n",
+                                nfproto_to_string(ref->family), ref->table);
+        }
+        fputs("Rules written with iifname/oifname match by name and survive re-created interfaces.\n", out);
+        return 0;
+}

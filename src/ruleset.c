@@ -1,0 +1,876 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* ruleset.c: dumps tables, chains, sets, rules and the elements of interface-typed sets over nf_tables netlink,
+ * and finds interface references by following the registers of each rule's expressions.
+ *
+ * Raw netlink values carry the index itself: unlike nft's JSON they cannot confuse a stale index with an
+ * interface named "3", or "no interface" (0) with an interface. */
+#include <libmnl/libmnl.h>
+#include <libnftnl/chain.h>
+#include <libnftnl/common.h>
+#include <libnftnl/expr.h>
+#include <libnftnl/gen.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <libnftnl/table.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "macro.h"
+#include "netlink.h"
+#include "ruleset.h"
+
+/* nftables' datatype numbers (src/datatype.h); concatenations pack one per 6 bits, first component highest. */
+#define NFT_TYPE_BITS 6
+#define NFT_TYPE_MASK ((1u << NFT_TYPE_BITS) - 1)
+#define NFT_TYPE_IFINDEX 20
+#ifndef NFT_REG32_COUNT
+#define NFT_REG32_COUNT 16
+#endif
+#define SET_KEY_MAX 64
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_rule *, nftnl_rule_free)
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_set *, nftnl_set_free)
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_table *, nftnl_table_free)
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_chain *, nftnl_chain_free)
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_gen *, nftnl_gen_free)
+
+static const char *const ref_key_table[_REF_KEY_MAX] = {
+        [REF_KEY_IIF] = "iif",         [REF_KEY_OIF] = "oif",         [REF_KEY_FIB] = "fib",
+        [REF_KEY_FWD] = "fwd",         [REF_KEY_DUP] = "dup",         [REF_KEY_ELEMENT] = "element",
+        [REF_KEY_IIFNAME] = "iifname", [REF_KEY_OIFNAME] = "oifname",
+};
+
+const char *ref_key_to_string(enum ref_key key) {
+        return key < _REF_KEY_MAX ? ref_key_table[key] : "?";
+}
+
+const char *nfproto_to_string(uint8_t family) {
+        switch (family) {
+        case NFPROTO_INET: return "inet";
+        case NFPROTO_IPV4: return "ip";
+        case NFPROTO_IPV6: return "ip6";
+        case NFPROTO_ARP: return "arp";
+        case NFPROTO_BRIDGE: return "bridge";
+        case NFPROTO_NETDEV: return "netdev";
+        default: return "unknown";
+        }
+}
+
+/* What a 32-bit register holds at a point in a rule. */
+enum reg_source {
+        REG_NONE,
+        REG_IFINDEX,  /* meta iif/oif or fib … oif: .key says which */
+        REG_IFNAME,   /* meta iifname/oifname: first of 4 registers */
+        REG_IMMEDIATE,
+        REG_MAP_DATA, /* the data of a map lookup: .lookup is its index in scan->lookups */
+};
+
+struct reg {
+        enum reg_source source;
+        enum ref_key key;
+        uint32_t value;
+        size_t lookup;
+};
+
+/* A rule's lookup into an anonymous set whose key holds interface indexes at known offsets. */
+struct pending_lookup {
+        uint8_t family;
+        char *table, *chain, *set;
+        uint64_t handle;
+        bool negated;
+        uint8_t n_fields;
+        struct {
+                uint8_t offset;
+                enum ref_key key;
+        } fields[NFT_REG32_COUNT];
+        bool has_data_key; /* the map's data feeds fwd/dup */
+        enum ref_key data_key;
+};
+
+struct set_info {
+        uint8_t family;
+        char *table, *name;
+        bool anonymous;
+        uint32_t key_len;
+        bool data_is_ifindex;
+        uint8_t n_fields;
+        uint8_t ifindex_offsets[NFT_REG32_COUNT]; /* named sets: where in the key the ifindex components are */
+        uint8_t n_ifindex_offsets;
+        bool offsets_known;
+        /* Elements as received: key_len bytes of key, then 4 bytes of data when data_is_ifindex. */
+        uint8_t *elems;
+        size_t n_elems, allocated_elems;
+};
+
+struct scan {
+        struct ruleset *rs;
+        struct set_info *sets;
+        size_t n_sets, allocated_sets;
+        bool sets_sorted;
+        struct pending_lookup *lookups;
+        size_t n_lookups, allocated_lookups;
+        int error;
+};
+
+static void set_info_done(struct set_info *s) {
+        free(s->table);
+        free(s->name);
+        free(s->elems);
+}
+
+static void scan_done(struct scan *scan) {
+        for (size_t i = 0; i < scan->n_sets; i++)
+                set_info_done(&scan->sets[i]);
+        free(scan->sets);
+        for (size_t i = 0; i < scan->n_lookups; i++) {
+                free(scan->lookups[i].table);
+                free(scan->lookups[i].chain);
+                free(scan->lookups[i].set);
+        }
+        free(scan->lookups);
+}
+
+static int reg_slot(uint32_t reg) {
+        if (reg >= NFT_REG32_00 && reg < NFT_REG32_00 + NFT_REG32_COUNT)
+                return (int) (reg - NFT_REG32_00);
+        if (reg >= NFT_REG_1 && reg <= NFT_REG_4)
+                return (int) (reg - NFT_REG_1) * 4;
+        return -1; /* the verdict register */
+}
+
+static bool type_has_ifindex(uint32_t type) {
+        for (; type; type >>= NFT_TYPE_BITS)
+                if ((type & NFT_TYPE_MASK) == NFT_TYPE_IFINDEX)
+                        return true;
+        return false;
+}
+
+/* Storage size of a datatype in a set key, for named concatenated sets without field lengths. 0 = unknown. */
+static unsigned type_size(uint32_t type) {
+        switch (type) {
+        case 5: /* string */
+        case 41: /* ifname */
+                return 16;
+        case 7: /* ipv4_addr */
+        case 19: /* mark */
+        case 20: /* iface_index */
+        case 22: /* realm */
+        case 23: /* classid */
+        case 24: /* uid */
+        case 25: /* gid */
+                return 4;
+        case 8: /* ipv6_addr */
+                return 16;
+        case 9: /* ether_addr */
+                return 6;
+        case 10: /* ether_type */
+        case 13: /* inet_service */
+                return 2;
+        case 12: /* inet_proto */
+                return 1;
+        default:
+                return 0;
+        }
+}
+
+static int ref_push(struct iface_ref **array, size_t *n, size_t *allocated, const struct iface_ref *tmpl) {
+        if (GROW(*array, *allocated, *n + 1) < 0)
+                return -ENOMEM;
+
+        struct iface_ref *r = &(*array)[*n];
+        *r = *tmpl;
+        r->table = strdup(tmpl->table);
+        r->chain = tmpl->chain ? strdup(tmpl->chain) : NULL;
+        r->set = tmpl->set ? strdup(tmpl->set) : NULL;
+        if (!r->table || (tmpl->chain && !r->chain) || (tmpl->set && !r->set)) {
+                free(r->table);
+                free(r->chain);
+                free(r->set);
+                return -ENOMEM;
+        }
+        (*n)++;
+        return 0;
+}
+
+static int ref_add(struct ruleset *rs, const struct iface_ref *tmpl) {
+        if (tmpl->key == REF_KEY_IIFNAME || tmpl->key == REF_KEY_OIFNAME)
+                return ref_push(&rs->name_refs, &rs->n_name_refs, &rs->allocated_name_refs, tmpl);
+        if (tmpl->ifindex == 0) /* "no interface", e.g. fib daddr oif != 0 */
+                return 0;
+        return ref_push(&rs->refs, &rs->n_refs, &rs->allocated_refs, tmpl);
+}
+
+static int path_add(struct nft_path **array, size_t *n, size_t *allocated, uint8_t family, const char *table,
+                    const char *chain) {
+        if (GROW(*array, *allocated, *n + 1) < 0)
+                return -ENOMEM;
+        struct nft_path *p = &(*array)[*n];
+        *p = (struct nft_path){.family = family, .table = strdup(table), .chain = chain ? strdup(chain) : NULL};
+        if (!p->table || (chain && !p->chain)) {
+                free(p->table);
+                free(p->chain);
+                return -ENOMEM;
+        }
+        (*n)++;
+        return 0;
+}
+
+/* ---- rules ---- */
+
+struct rule_walk {
+        struct scan *scan;
+        struct iface_ref id; /* family, table, chain, handle of the rule */
+        struct reg regs[NFT_REG32_COUNT];
+        int error;
+};
+
+static void regs_clobber(struct reg *regs, int slot, uint32_t len) {
+        uint32_t n = len ? (len + 3) / 4 : 4;
+        for (uint32_t i = 0; i < n && slot + (int) i < NFT_REG32_COUNT; i++)
+                regs[slot + i] = (struct reg){};
+}
+
+static uint32_t data_u32(const struct nftnl_expr *e, uint16_t attr) {
+        uint32_t len = 0, v = 0;
+        const void *d = nftnl_expr_get_data(e, attr, &len);
+        if (d && len >= sizeof(v))
+                memcpy(&v, d, sizeof(v));
+        return v;
+}
+
+static int walk_cmp(struct rule_walk *w, const struct nftnl_expr *e) {
+        int slot = reg_slot(nftnl_expr_get_u32(e, NFTNL_EXPR_CMP_SREG));
+        uint32_t op = nftnl_expr_get_u32(e, NFTNL_EXPR_CMP_OP);
+        if (slot < 0 || (op != NFT_CMP_EQ && op != NFT_CMP_NEQ))
+                return 0;
+
+        const struct reg *reg = &w->regs[slot];
+        struct iface_ref ref = w->id;
+        ref.negated = op == NFT_CMP_NEQ;
+
+        if (reg->source == REG_IFINDEX) {
+                ref.key = reg->key;
+                ref.ifindex = data_u32(e, NFTNL_EXPR_CMP_DATA);
+                return ref_add(w->scan->rs, &ref);
+        }
+        if (reg->source == REG_IFNAME) {
+                uint32_t len = 0;
+                const char *d = nftnl_expr_get_data(e, NFTNL_EXPR_CMP_DATA, &len);
+                if (!d)
+                        return 0;
+                ref.key = reg->key;
+                memcpy(ref.name, d, len < IFNAMSIZ - 1 ? len : IFNAMSIZ - 1);
+                return ref_add(w->scan->rs, &ref);
+        }
+        return 0;
+}
+
+static int walk_lookup(struct rule_walk *w, const struct nftnl_expr *e) {
+        struct scan *scan = w->scan;
+        int slot = reg_slot(nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_SREG));
+        const char *set = nftnl_expr_get_str(e, NFTNL_EXPR_LOOKUP_SET);
+        bool has_dreg = nftnl_expr_is_set(e, NFTNL_EXPR_LOOKUP_DREG);
+        int dslot = has_dreg ? reg_slot(nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_DREG)) : -1;
+
+        if (slot < 0 || !set)
+                return 0;
+        /* Named sets are reported element by element, whoever looks them up. */
+        if (strncmp(set, "__set", 5) != 0 && strncmp(set, "__map", 5) != 0) {
+                if (dslot >= 0)
+                        regs_clobber(w->regs, dslot, 0);
+                return 0;
+        }
+
+        struct pending_lookup pl = {
+                .family = w->id.family,
+                .handle = w->id.handle,
+                .negated = nftnl_expr_is_set(e, NFTNL_EXPR_LOOKUP_FLAGS) &&
+                           (nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_FLAGS) & NFT_LOOKUP_F_INV),
+        };
+        /* A concatenation occupies consecutive registers from sreg on; the key's layout follows them. */
+        for (int s = slot; s < NFT_REG32_COUNT; s++)
+                if (w->regs[s].source == REG_IFINDEX) {
+                        pl.fields[pl.n_fields].offset = (uint8_t) ((s - slot) * 4);
+                        pl.fields[pl.n_fields].key = w->regs[s].key;
+                        pl.n_fields++;
+                }
+
+        if (dslot >= 0)
+                regs_clobber(w->regs, dslot, 0);
+        if (pl.n_fields == 0 && dslot < 0)
+                return 0;
+
+        if (GROW(scan->lookups, scan->allocated_lookups, scan->n_lookups + 1) < 0)
+                return -ENOMEM;
+        pl.table = strdup(w->id.table);
+        pl.chain = strdup(w->id.chain);
+        pl.set = strdup(set);
+        if (!pl.table || !pl.chain || !pl.set) {
+                free(pl.table);
+                free(pl.chain);
+                free(pl.set);
+                return -ENOMEM;
+        }
+        if (dslot >= 0)
+                w->regs[dslot] = (struct reg){.source = REG_MAP_DATA, .lookup = scan->n_lookups};
+        scan->lookups[scan->n_lookups++] = pl;
+        return 0;
+}
+
+/* fwd to / dup to: the device register holds an immediate index or a map's data. */
+static int walk_device_statement(struct rule_walk *w, uint32_t sreg_dev, enum ref_key key) {
+        int slot = reg_slot(sreg_dev);
+        if (slot < 0)
+                return 0;
+
+        const struct reg *reg = &w->regs[slot];
+        if (reg->source == REG_IMMEDIATE) {
+                struct iface_ref ref = w->id;
+                ref.key = key;
+                ref.ifindex = reg->value;
+                return ref_add(w->scan->rs, &ref);
+        }
+        if (reg->source == REG_MAP_DATA) {
+                w->scan->lookups[reg->lookup].has_data_key = true;
+                w->scan->lookups[reg->lookup].data_key = key;
+        }
+        return 0;
+}
+
+static int walk_expr_cb(struct nftnl_expr *e, void *userdata) {
+        struct rule_walk *w = userdata;
+        const char *name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
+        int r = 0;
+
+        if (!name)
+                return 0;
+
+        if (streq(name, "meta")) {
+                if (!nftnl_expr_is_set(e, NFTNL_EXPR_META_DREG))
+                        return 0; /* meta set statement */
+                int slot = reg_slot(nftnl_expr_get_u32(e, NFTNL_EXPR_META_DREG));
+                if (slot < 0)
+                        return 0;
+                switch (nftnl_expr_get_u32(e, NFTNL_EXPR_META_KEY)) {
+                case NFT_META_IIF:
+                        w->regs[slot] = (struct reg){.source = REG_IFINDEX, .key = REF_KEY_IIF};
+                        break;
+                case NFT_META_OIF:
+                        w->regs[slot] = (struct reg){.source = REG_IFINDEX, .key = REF_KEY_OIF};
+                        break;
+                case NFT_META_IIFNAME:
+                        regs_clobber(w->regs, slot, IFNAMSIZ);
+                        w->regs[slot] = (struct reg){.source = REG_IFNAME, .key = REF_KEY_IIFNAME};
+                        break;
+                case NFT_META_OIFNAME:
+                        regs_clobber(w->regs, slot, IFNAMSIZ);
+                        w->regs[slot] = (struct reg){.source = REG_IFNAME, .key = REF_KEY_OIFNAME};
+                        break;
+                default:
+                        regs_clobber(w->regs, slot, 4);
+                }
+        } else if (streq(name, "fib")) {
+                int slot = reg_slot(nftnl_expr_get_u32(e, NFTNL_EXPR_FIB_DREG));
+                uint32_t flags = nftnl_expr_get_u32(e, NFTNL_EXPR_FIB_FLAGS);
+                if (slot < 0)
+                        return 0;
+                /* "fib … oif exists" loads a boolean, not an index. */
+                if (nftnl_expr_get_u32(e, NFTNL_EXPR_FIB_RESULT) == NFT_FIB_RESULT_OIF && !(flags & NFTA_FIB_F_PRESENT))
+                        w->regs[slot] = (struct reg){.source = REG_IFINDEX, .key = REF_KEY_FIB};
+                else
+                        regs_clobber(w->regs, slot, 0);
+        } else if (streq(name, "immediate")) {
+                if (!nftnl_expr_is_set(e, NFTNL_EXPR_IMM_DATA))
+                        return 0; /* a verdict */
+                int slot = reg_slot(nftnl_expr_get_u32(e, NFTNL_EXPR_IMM_DREG));
+                if (slot >= 0)
+                        w->regs[slot] = (struct reg){.source = REG_IMMEDIATE, .value = data_u32(e, NFTNL_EXPR_IMM_DATA)};
+        } else if (streq(name, "cmp"))
+                r = walk_cmp(w, e);
+        else if (streq(name, "lookup"))
+                r = walk_lookup(w, e);
+        else if (streq(name, "fwd"))
+                r = walk_device_statement(w, nftnl_expr_get_u32(e, NFTNL_EXPR_FWD_SREG_DEV), REF_KEY_FWD);
+        else if (streq(name, "dup")) {
+                if (nftnl_expr_is_set(e, NFTNL_EXPR_DUP_SREG_DEV))
+                        r = walk_device_statement(w, nftnl_expr_get_u32(e, NFTNL_EXPR_DUP_SREG_DEV), REF_KEY_DUP);
+        } else if (streq(name, "payload")) {
+                if (nftnl_expr_is_set(e, NFTNL_EXPR_PAYLOAD_DREG)) {
+                        int slot = reg_slot(nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_DREG));
+                        if (slot >= 0)
+                                regs_clobber(w->regs, slot, nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_LEN));
+                }
+        } else {
+                /* Any other expression that loads a register overwrites what it held. */
+                static const struct {
+                        const char *name;
+                        uint16_t dreg;
+                } loaders[] = {
+                        {"ct", NFTNL_EXPR_CT_DREG},         {"exthdr", NFTNL_EXPR_EXTHDR_DREG},
+                        {"rt", NFTNL_EXPR_RT_DREG},         {"socket", NFTNL_EXPR_SOCKET_DREG},
+                        {"numgen", NFTNL_EXPR_NG_DREG},     {"hash", NFTNL_EXPR_HASH_DREG},
+                        {"bitwise", NFTNL_EXPR_BITWISE_DREG}, {"byteorder", NFTNL_EXPR_BYTEORDER_DREG},
+                        {"osf", NFTNL_EXPR_OSF_DREG},       {"xfrm", NFTNL_EXPR_XFRM_DREG},
+                };
+                for (size_t i = 0; i < ELEMENTSOF(loaders); i++)
+                        if (streq(name, loaders[i].name) && nftnl_expr_is_set(e, loaders[i].dreg)) {
+                                int slot = reg_slot(nftnl_expr_get_u32(e, loaders[i].dreg));
+                                if (slot >= 0)
+                                        regs_clobber(w->regs, slot, 0);
+                                break;
+                        }
+        }
+
+        if (r < 0) {
+                w->error = r;
+                return -1;
+        }
+        return 0;
+}
+
+static int scan_rule(struct scan *scan, const struct nlmsghdr *nlh) {
+        _cleanup_(nftnl_rule_freep) struct nftnl_rule *rule = nftnl_rule_alloc();
+        if (!rule)
+                return -ENOMEM;
+        if (nftnl_rule_nlmsg_parse(nlh, rule) < 0)
+                return -EBADMSG;
+
+        struct rule_walk w = {
+                .scan = scan,
+                .id =
+                        {
+                                .family = (uint8_t) nftnl_rule_get_u32(rule, NFTNL_RULE_FAMILY),
+                                .table = (char *) nftnl_rule_get_str(rule, NFTNL_RULE_TABLE),
+                                .chain = (char *) nftnl_rule_get_str(rule, NFTNL_RULE_CHAIN),
+                                .handle = nftnl_rule_get_u64(rule, NFTNL_RULE_HANDLE),
+                        },
+        };
+        if (!w.id.table || !w.id.chain)
+                return -EBADMSG;
+
+        scan->rs->n_rules++;
+        if (nftnl_expr_foreach(rule, walk_expr_cb, &w) < 0)
+                return w.error < 0 ? w.error : -EBADMSG;
+        return 0;
+}
+
+/* ---- sets ---- */
+
+static int set_cmp(const void *a, const void *b) {
+        const struct set_info *x = a, *y = b;
+        int c;
+        if (x->family != y->family)
+                return (int) x->family - (int) y->family;
+        c = strcmp(x->table, y->table);
+        return c ? c : strcmp(x->name, y->name);
+}
+
+static void sets_sort(struct scan *scan) {
+        if (!scan->sets_sorted && scan->n_sets > 0)
+                qsort(scan->sets, scan->n_sets, sizeof(struct set_info), set_cmp);
+        scan->sets_sorted = true;
+}
+
+static struct set_info *set_find(struct scan *scan, uint8_t family, const char *table, const char *name) {
+        sets_sort(scan);
+        struct set_info key = {.family = family, .table = (char *) table, .name = (char *) name};
+        return scan->n_sets ? bsearch(&key, scan->sets, scan->n_sets, sizeof(struct set_info), set_cmp) : NULL;
+}
+
+/* Where the ifindex components of a named set's key are: nft's field lengths if it sent them, else the types. */
+static void set_compute_offsets(struct set_info *s, uint32_t key_type, const struct nftnl_set *set) {
+        uint32_t types[NFT_REG32_COUNT], n = 0;
+        for (uint32_t t = key_type; t && n < NFT_REG32_COUNT; t >>= NFT_TYPE_BITS)
+                types[n++] = t & NFT_TYPE_MASK;
+        /* types[] is last component first */
+
+        uint8_t lens[NFT_REG32_COUNT];
+        uint32_t flen = 0;
+        const uint8_t *field_len = nftnl_set_is_set(set, NFTNL_SET_DESC_CONCAT)
+                                           ? nftnl_set_get_data(set, NFTNL_SET_DESC_CONCAT, &flen)
+                                           : NULL;
+
+        for (uint32_t i = 0; i < n; i++) {
+                uint32_t type = types[n - 1 - i];
+                unsigned size = field_len && i < flen && field_len[i] ? field_len[i] : type_size(type);
+                if (size == 0 && i + 1 < n) {
+                        log_debug("ruleset: set %s: component %u has unknown size, skipping its elements", s->name, i);
+                        return;
+                }
+                lens[i] = (uint8_t) size;
+        }
+
+        unsigned offset = 0;
+        for (uint32_t i = 0; i < n; i++) {
+                if (types[n - 1 - i] == NFT_TYPE_IFINDEX)
+                        s->ifindex_offsets[s->n_ifindex_offsets++] = (uint8_t) offset;
+                offset += (lens[i] + 3u) & ~3u;
+        }
+        s->offsets_known = true;
+}
+
+static int scan_set(struct scan *scan, const struct nlmsghdr *nlh) {
+        _cleanup_(nftnl_set_freep) struct nftnl_set *set = nftnl_set_alloc();
+        if (!set)
+                return -ENOMEM;
+        if (nftnl_set_nlmsg_parse(nlh, set) < 0)
+                return -EBADMSG;
+
+        scan->rs->n_sets++;
+
+        uint32_t key_type = nftnl_set_get_u32(set, NFTNL_SET_KEY_TYPE);
+        uint32_t flags = nftnl_set_get_u32(set, NFTNL_SET_FLAGS);
+        bool data_is_ifindex = (flags & NFT_SET_MAP) && nftnl_set_get_u32(set, NFTNL_SET_DATA_TYPE) == NFT_TYPE_IFINDEX;
+        bool anonymous = flags & NFT_SET_ANONYMOUS;
+
+        /* Only sets that can hold an index matter; anonymous maps may also feed fwd/dup through their data. */
+        if (!type_has_ifindex(key_type) && !data_is_ifindex)
+                return 0;
+
+        const char *table = nftnl_set_get_str(set, NFTNL_SET_TABLE), *name = nftnl_set_get_str(set, NFTNL_SET_NAME);
+        uint32_t key_len = nftnl_set_get_u32(set, NFTNL_SET_KEY_LEN);
+        if (!table || !name || key_len > SET_KEY_MAX)
+                return -EBADMSG;
+
+        if (GROW(scan->sets, scan->allocated_sets, scan->n_sets + 1) < 0)
+                return -ENOMEM;
+        struct set_info *s = &scan->sets[scan->n_sets];
+        *s = (struct set_info){
+                .family = (uint8_t) nftnl_set_get_u32(set, NFTNL_SET_FAMILY),
+                .table = strdup(table),
+                .name = strdup(name),
+                .anonymous = anonymous,
+                .key_len = key_len,
+                .data_is_ifindex = data_is_ifindex,
+        };
+        if (!s->table || !s->name) {
+                set_info_done(s);
+                return -ENOMEM;
+        }
+        if (!anonymous)
+                set_compute_offsets(s, key_type, set);
+        scan->n_sets++;
+        scan->sets_sorted = false;
+        return 0;
+}
+
+struct elem_walk {
+        struct set_info *set;
+        int error;
+};
+
+static int elem_cb(struct nftnl_set_elem *elem, void *userdata) {
+        struct elem_walk *ew = userdata;
+        struct set_info *s = ew->set;
+        uint32_t key_len = 0, data_len = 0;
+
+        /* Intervals are sent as start and end elements; the end is not an interface. */
+        if (nftnl_set_elem_is_set(elem, NFTNL_SET_ELEM_FLAGS) &&
+            (nftnl_set_elem_get_u32(elem, NFTNL_SET_ELEM_FLAGS) & NFT_SET_ELEM_INTERVAL_END))
+                return 0;
+        const void *key = nftnl_set_elem_get(elem, NFTNL_SET_ELEM_KEY, &key_len);
+        if (!key) /* catch-all element */
+                return 0;
+
+        size_t stride = s->key_len + (s->data_is_ifindex ? 4 : 0);
+        if (GROW(s->elems, s->allocated_elems, (s->n_elems + 1) * stride) < 0) {
+                ew->error = -ENOMEM;
+                return -1;
+        }
+        uint8_t *p = s->elems + s->n_elems * stride;
+        memset(p, 0, stride);
+        memcpy(p, key, key_len < s->key_len ? key_len : s->key_len);
+        if (s->data_is_ifindex) {
+                const void *data = nftnl_set_elem_get(elem, NFTNL_SET_ELEM_DATA, &data_len);
+                if (data && data_len >= 4)
+                        memcpy(p + s->key_len, data, 4);
+        }
+        s->n_elems++;
+        return 0;
+}
+
+static int scan_set_elems(struct scan *scan, const struct nlmsghdr *nlh) {
+        _cleanup_(nftnl_set_freep) struct nftnl_set *set = nftnl_set_alloc();
+        if (!set)
+                return -ENOMEM;
+        if (nftnl_set_elems_nlmsg_parse(nlh, set) < 0)
+                return -EBADMSG;
+
+        const char *table = nftnl_set_get_str(set, NFTNL_SET_TABLE), *name = nftnl_set_get_str(set, NFTNL_SET_NAME);
+        if (!table || !name)
+                return -EBADMSG;
+        struct set_info *s = set_find(scan, (uint8_t) nftnl_set_get_u32(set, NFTNL_SET_FAMILY), table, name);
+        if (!s)
+                return 0;
+
+        struct elem_walk ew = {.set = s};
+        if (nftnl_set_elem_foreach(set, elem_cb, &ew) < 0)
+                return ew.error < 0 ? ew.error : -EBADMSG;
+        return 0;
+}
+
+/* ---- tables and chains ---- */
+
+static int scan_table(struct scan *scan, const struct nlmsghdr *nlh) {
+        _cleanup_(nftnl_table_freep) struct nftnl_table *t = nftnl_table_alloc();
+        if (!t)
+                return -ENOMEM;
+        if (nftnl_table_nlmsg_parse(nlh, t) < 0 || !nftnl_table_get_str(t, NFTNL_TABLE_NAME))
+                return -EBADMSG;
+        struct ruleset *rs = scan->rs;
+        return path_add(&rs->tables, &rs->n_tables, &rs->allocated_tables,
+                        (uint8_t) nftnl_table_get_u32(t, NFTNL_TABLE_FAMILY), nftnl_table_get_str(t, NFTNL_TABLE_NAME),
+                        NULL);
+}
+
+static int scan_chain(struct scan *scan, const struct nlmsghdr *nlh) {
+        _cleanup_(nftnl_chain_freep) struct nftnl_chain *c = nftnl_chain_alloc();
+        if (!c)
+                return -ENOMEM;
+        if (nftnl_chain_nlmsg_parse(nlh, c) < 0 || !nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE) ||
+            !nftnl_chain_get_str(c, NFTNL_CHAIN_NAME))
+                return -EBADMSG;
+        struct ruleset *rs = scan->rs;
+        return path_add(&rs->chains, &rs->n_chains, &rs->allocated_chains,
+                        (uint8_t) nftnl_chain_get_u32(c, NFTNL_CHAIN_FAMILY), nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE),
+                        nftnl_chain_get_str(c, NFTNL_CHAIN_NAME));
+}
+
+static int scan_msg(struct scan *scan, const struct nlmsghdr *nlh) {
+        if ((nlh->nlmsg_type >> 8) != NFNL_SUBSYS_NFTABLES)
+                return 0;
+        switch (NFNL_MSG_TYPE(nlh->nlmsg_type)) {
+        case NFT_MSG_NEWTABLE: return scan_table(scan, nlh);
+        case NFT_MSG_NEWCHAIN: return scan_chain(scan, nlh);
+        case NFT_MSG_NEWSET: return scan_set(scan, nlh);
+        case NFT_MSG_NEWRULE: return scan_rule(scan, nlh);
+        case NFT_MSG_NEWSETELEM: return scan_set_elems(scan, nlh);
+        default: return 0;
+        }
+}
+
+static uint32_t elem_u32(const uint8_t *p) {
+        uint32_t v;
+        memcpy(&v, p, sizeof(v));
+        return v;
+}
+
+/* Turns the elements of interface-typed sets into references: anonymous ones for the rule that looks them up,
+ * named ones as elements of their set. */
+static int scan_finish(struct scan *scan) {
+        struct ruleset *rs = scan->rs;
+        int r;
+
+        for (size_t i = 0; i < scan->n_lookups; i++) {
+                const struct pending_lookup *pl = &scan->lookups[i];
+                struct set_info *s = set_find(scan, pl->family, pl->table, pl->set);
+                if (!s)
+                        continue;
+                size_t stride = s->key_len + (s->data_is_ifindex ? 4 : 0);
+                struct iface_ref ref = {.family = pl->family, .table = pl->table, .chain = pl->chain,
+                                        .handle = pl->handle, .negated = pl->negated};
+
+                for (size_t k = 0; k < s->n_elems; k++) {
+                        const uint8_t *elem = s->elems + k * stride;
+                        for (uint8_t f = 0; f < pl->n_fields; f++) {
+                                if (pl->fields[f].offset + 4u > s->key_len)
+                                        continue;
+                                ref.key = pl->fields[f].key;
+                                ref.ifindex = elem_u32(elem + pl->fields[f].offset);
+                                if ((r = ref_add(rs, &ref)) < 0)
+                                        return r;
+                        }
+                        if (pl->has_data_key && s->data_is_ifindex) {
+                                ref.key = pl->data_key;
+                                ref.ifindex = elem_u32(elem + s->key_len);
+                                if ((r = ref_add(rs, &ref)) < 0)
+                                        return r;
+                        }
+                }
+        }
+
+        for (size_t i = 0; i < scan->n_sets; i++) {
+                const struct set_info *s = &scan->sets[i];
+                if (s->anonymous)
+                        continue;
+                size_t stride = s->key_len + (s->data_is_ifindex ? 4 : 0);
+                struct iface_ref ref = {.family = s->family, .table = s->table, .set = s->name,
+                                        .key = REF_KEY_ELEMENT};
+                for (size_t k = 0; k < s->n_elems; k++) {
+                        const uint8_t *elem = s->elems + k * stride;
+                        for (uint8_t f = 0; s->offsets_known && f < s->n_ifindex_offsets; f++) {
+                                if (s->ifindex_offsets[f] + 4u > s->key_len)
+                                        continue;
+                                ref.ifindex = elem_u32(elem + s->ifindex_offsets[f]);
+                                if ((r = ref_add(rs, &ref)) < 0)
+                                        return r;
+                        }
+                        if (s->data_is_ifindex) {
+                                ref.ifindex = elem_u32(elem + s->key_len);
+                                if ((r = ref_add(rs, &ref)) < 0)
+                                        return r;
+                        }
+                }
+        }
+        return 0;
+}
+
+/* ---- live dump ---- */
+
+struct dump_ctx {
+        struct scan *scan;
+        uint32_t genid;
+};
+
+static int dump_msg_cb(const struct nlmsghdr *nlh, void *userdata) {
+        struct dump_ctx *d = userdata;
+        int r = scan_msg(d->scan, nlh);
+        if (r < 0) {
+                d->scan->error = r;
+                return MNL_CB_ERROR;
+        }
+        return MNL_CB_OK;
+}
+
+static int gen_msg_cb(const struct nlmsghdr *nlh, void *userdata) {
+        struct dump_ctx *d = userdata;
+        _cleanup_(nftnl_gen_freep) struct nftnl_gen *gen = nftnl_gen_alloc();
+        if (!gen || nftnl_gen_nlmsg_parse(nlh, gen) < 0)
+                return MNL_CB_ERROR;
+        d->genid = nftnl_gen_get_u32(gen, NFTNL_GEN_ID);
+        return MNL_CB_OK;
+}
+
+static int dump_one(struct mnl_socket *nl, uint16_t type, uint16_t flags, uint8_t family, const struct set_info *set,
+                    mnl_cb_t cb, struct dump_ctx *d, ruleset_tap_t tap, void *tap_data) {
+        char buf[MNL_SOCKET_BUFFER_SIZE];
+        struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, type, family, flags, (uint32_t) time(NULL));
+
+        if (set) {
+                _cleanup_(nftnl_set_freep) struct nftnl_set *s = nftnl_set_alloc();
+                if (!s)
+                        return -ENOMEM;
+                nftnl_set_set_str(s, NFTNL_SET_TABLE, set->table);
+                nftnl_set_set_str(s, NFTNL_SET_NAME, set->name);
+                nftnl_set_elems_nlmsg_build_payload(nlh, s);
+        }
+
+        d->scan->error = 0;
+        int r = netlink_dump(nl, nlh, cb, d, tap, tap_data);
+        if (d->scan->error < 0)
+                return d->scan->error;
+        return r;
+}
+
+static int ruleset_read_once(struct mnl_socket *nl, struct ruleset *rs, ruleset_tap_t tap, void *tap_data) {
+        _cleanup_(scan_done) struct scan scan = {.rs = rs};
+        struct dump_ctx d = {.scan = &scan};
+        static const uint16_t dumps[] = {NFT_MSG_GETTABLE, NFT_MSG_GETCHAIN, NFT_MSG_GETSET, NFT_MSG_GETRULE};
+        uint32_t gen_before;
+        int k;
+
+        k = dump_one(nl, NFT_MSG_GETGEN, 0, AF_UNSPEC, NULL, gen_msg_cb, &d, NULL, NULL);
+        if (k < 0)
+                return k;
+        gen_before = d.genid;
+
+        for (size_t i = 0; i < ELEMENTSOF(dumps); i++) {
+                k = dump_one(nl, dumps[i], NLM_F_DUMP, NFPROTO_UNSPEC, NULL, dump_msg_cb, &d, tap, tap_data);
+                if (k < 0)
+                        return k;
+        }
+        /* Sorted before the element dumps: finding a set while iterating must not reorder the array. */
+        sets_sort(&scan);
+        for (size_t i = 0; i < scan.n_sets; i++) {
+                k = dump_one(nl, NFT_MSG_GETSETELEM, NLM_F_DUMP, scan.sets[i].family, &scan.sets[i], dump_msg_cb, &d,
+                             tap, tap_data);
+                /* A set deleted since the set dump: the generation check below catches the change. */
+                if (k < 0 && k != -ENOENT)
+                        return k;
+        }
+
+        k = dump_one(nl, NFT_MSG_GETGEN, 0, AF_UNSPEC, NULL, gen_msg_cb, &d, NULL, NULL);
+        if (k < 0)
+                return k;
+        if (d.genid != gen_before)
+                return -EAGAIN;
+
+        return scan_finish(&scan);
+}
+
+int ruleset_read(struct ruleset *ret, ruleset_tap_t tap, void *tap_data) {
+        _cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
+        int r;
+
+        r = netlink_open(NETLINK_NETFILTER, &nl);
+        if (r < 0)
+                return r;
+
+        for (unsigned attempt = 0; attempt < 5; attempt++) {
+                struct ruleset rs = {};
+                r = ruleset_read_once(nl, &rs, tap, tap_data);
+                if (r >= 0) {
+                        *ret = rs;
+                        return 0;
+                }
+                ruleset_done(&rs);
+                if (r != -EAGAIN)
+                        return r;
+                log_debug("ruleset: changed while it was read, reading again");
+        }
+        return -EAGAIN;
+}
+
+int ruleset_parse_messages(const void *buf, size_t size, struct ruleset *ret) {
+        struct ruleset rs = {};
+        _cleanup_(scan_done) struct scan scan = {.rs = &rs};
+        int len = (int) size, r = 0;
+
+        if (size > INT32_MAX)
+                return -EFBIG;
+        for (const struct nlmsghdr *nlh = buf; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
+                r = scan_msg(&scan, nlh);
+                if (r < 0)
+                        break;
+        }
+        /* Bytes left over that do not form a whole message: a truncated recording. */
+        if (r >= 0 && len != 0)
+                r = -EBADMSG;
+        if (r >= 0)
+                r = scan_finish(&scan);
+        if (r < 0) {
+                ruleset_done(&rs);
+                return r;
+        }
+        *ret = rs;
+        return 0;
+}
+
+static void refs_free(struct iface_ref *refs, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(refs[i].table);
+                free(refs[i].chain);
+                free(refs[i].set);
+        }
+        free(refs);
+}
+
+static void paths_free(struct nft_path *p, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                free(p[i].table);
+                free(p[i].chain);
+        }
+        free(p);
+}
+
+void ruleset_done(struct ruleset *rs) {
+        refs_free(rs->refs, rs->n_refs);
+        refs_free(rs->name_refs, rs->n_name_refs);
+        paths_free(rs->tables, rs->n_tables);
+        paths_free(rs->chains, rs->n_chains);
+        *rs = (struct ruleset){};
+}

@@ -1,0 +1,244 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* state.c: snapshot and link history as JSON (jansson), written by replace-by-rename, mode 0600. */
+#include <jansson.h>
+#include <string.h>
+
+#include "fileio.h"
+#include "json-util.h"
+#include "log.h"
+#include "state.h"
+
+#define STATE_MAX_SIZE (64u * 1024 * 1024)
+/* Enough for a busy host for months: the oldest pairs go first. */
+#define HISTORY_MAX_ENTRIES 4096
+/* last_seen is refreshed on disk at most this often, so a routine check costs no write. */
+#define HISTORY_REFRESH_SECONDS 3600
+
+
+
+static int json_write(const char *dir, const char *name, json_t *root) {
+        _cleanup_free_ char *text = json_dumps(root, JSON_COMPACT);
+        if (!text)
+                return -ENOMEM;
+        size_t len = strlen(text);
+        text[len] = '\n';
+        return file_replace(dir, name, text, len + 1);
+}
+
+static json_t *link_to_json(const struct link *l) {
+        return json_pack("{s:I, s:s, s:s, s:b}", "ifindex", (json_int_t) l->ifindex, "name", l->name, "kind", l->kind,
+                         "up", l->up);
+}
+
+int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *links, const struct ruleset *rs,
+                   const struct owner_table *owners) {
+        _cleanup_(json_decrefp) json_t *root = json_object();
+        json_t *jl = json_array(), *jr = json_array(), *jo = json_array();
+
+        if (!root || !jl || !jr || !jo || json_object_set_new(root, "version", json_integer(1)) < 0 ||
+            json_object_set_new(root, "taken", json_integer((json_int_t) now)) < 0 ||
+            json_object_set_new(root, "links", jl) < 0 || json_object_set_new(root, "references", jr) < 0 ||
+            json_object_set_new(root, "owners", jo) < 0)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < links->n_links; i++)
+                if (json_array_append_new(jl, link_to_json(&links->links[i])) < 0)
+                        return -ENOMEM;
+
+        for (size_t i = 0; i < rs->n_refs; i++) {
+                const struct iface_ref *ref = &rs->refs[i];
+                const struct link *l = links_by_index(links, ref->ifindex);
+                json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s?}", "family", nfproto_to_string(ref->family),
+                                      "table", ref->table, "key", ref_key_to_string(ref->key), "ifindex",
+                                      (json_int_t) ref->ifindex, "handle", (json_int_t) ref->handle, "resolves_to",
+                                      l ? l->name : NULL);
+                if (!j || (ref->chain && json_object_set_new(j, "chain", json_string(ref->chain)) < 0) ||
+                    (ref->set && json_object_set_new(j, "set", json_string(ref->set)) < 0) ||
+                    json_array_append_new(jr, j) < 0)
+                        return -ENOMEM;
+        }
+
+        for (size_t i = 0; i < owners->n_owners; i++) {
+                const struct tun_owner *o = &owners->owners[i];
+                json_t *j = json_pack("{s:s, s:i, s:s, s:s?}", "ifname", o->ifname, "pid", (int) o->pid, "command",
+                                      o->comm, "unit", o->unit);
+                if (!j || json_array_append_new(jo, j) < 0)
+                        return -ENOMEM;
+        }
+
+        return json_write(run_dir, SNAPSHOT_FILE, root);
+}
+
+int snapshot_parse(const char *text, struct snapshot *ret) {
+        _cleanup_(json_decrefp) json_t *root = json_loads(text, 0, NULL);
+        json_t *links, *owners, *v;
+        json_int_t taken;
+        size_t i;
+
+        if (!root || json_unpack(root, "{s:I, s:o, s:o}", "taken", &taken, "links", &links, "owners", &owners) < 0 ||
+            !json_is_array(links) || !json_is_array(owners))
+                return -EBADMSG;
+
+        _cleanup_(snapshot_done) struct snapshot s = {.taken = (uint64_t) taken};
+        json_array_foreach(links, i, v) {
+                json_int_t ifindex;
+                const char *name, *kind = "";
+                int up = 0;
+                if (json_unpack(v, "{s:I, s:s, s?s, s?b}", "ifindex", &ifindex, "name", &name, "kind", &kind, "up",
+                                &up) < 0 ||
+                    ifindex <= 0 || ifindex > UINT32_MAX || strlen(name) >= IFNAMSIZ)
+                        return -EBADMSG;
+                if (GROW(s.links.links, s.links.allocated, s.links.n_links + 1) < 0)
+                        return -ENOMEM;
+                struct link *l = &s.links.links[s.links.n_links++];
+                *l = (struct link){.ifindex = (uint32_t) ifindex, .up = up};
+                snprintf(l->name, sizeof(l->name), "%s", name);
+                snprintf(l->kind, sizeof(l->kind), "%s", kind);
+        }
+        links_finish(&s.links);
+
+        json_array_foreach(owners, i, v) {
+                const char *ifname, *comm = "";
+                json_t *junit = NULL;
+                int pid;
+                if (json_unpack(v, "{s:s, s:i, s?s, s?o}", "ifname", &ifname, "pid", &pid, "command", &comm, "unit",
+                                &junit) < 0 ||
+                    strlen(ifname) >= IFNAMSIZ || (junit && !json_is_string(junit) && !json_is_null(junit)))
+                        return -EBADMSG;
+                const char *unit = json_is_string(junit) ? json_string_value(junit) : NULL;
+                if (GROW(s.owners.owners, s.owners.allocated, s.owners.n_owners + 1) < 0)
+                        return -ENOMEM;
+                struct tun_owner *o = &s.owners.owners[s.owners.n_owners++];
+                *o = (struct tun_owner){.pid = pid, .unit = unit ? strdup(unit) : NULL};
+                snprintf(o->ifname, sizeof(o->ifname), "%s", ifname);
+                snprintf(o->comm, sizeof(o->comm), "%s", comm);
+                if (unit && !o->unit)
+                        return -ENOMEM;
+        }
+
+        *ret = s;
+        s = (struct snapshot){};
+        return 0;
+}
+
+int snapshot_read(const char *run_dir, struct snapshot *ret) {
+        _cleanup_free_ char *text = NULL;
+        int r = file_read(run_dir, SNAPSHOT_FILE, STATE_MAX_SIZE, &text, NULL);
+        if (r < 0)
+                return r;
+        return snapshot_parse(text, ret);
+}
+
+void snapshot_done(struct snapshot *s) {
+        link_table_done(&s->links);
+        owner_table_done(&s->owners);
+}
+
+int history_parse(const char *text, struct link_history *ret) {
+        _cleanup_(json_decrefp) json_t *root = json_loads(text, 0, NULL);
+        json_t *links, *v;
+        size_t i;
+
+        if (!root || json_unpack(root, "{s:o}", "links", &links) < 0 || !json_is_array(links))
+                return -EBADMSG;
+
+        _cleanup_(link_history_done) struct link_history h = {};
+        json_array_foreach(links, i, v) {
+                const char *name;
+                json_int_t ifindex, first, last;
+                if (json_unpack(v, "{s:s, s:I, s:I, s:I}", "name", &name, "ifindex", &ifindex, "first_seen", &first,
+                                "last_seen", &last) < 0 ||
+                    strlen(name) >= IFNAMSIZ || ifindex <= 0 || ifindex > UINT32_MAX)
+                        return -EBADMSG;
+                if (GROW(h.entries, h.allocated, h.n_entries + 1) < 0)
+                        return -ENOMEM;
+                struct history_entry *e = &h.entries[h.n_entries++];
+                *e = (struct history_entry){.ifindex = (uint32_t) ifindex, .first_seen = (uint64_t) first,
+                                            .last_seen = (uint64_t) last};
+                snprintf(e->name, sizeof(e->name), "%s", name);
+        }
+        *ret = h;
+        h = (struct link_history){};
+        return 0;
+}
+
+int history_read(const char *state_dir, struct link_history *ret) {
+        _cleanup_free_ char *text = NULL;
+        int r = file_read(state_dir, HISTORY_FILE, STATE_MAX_SIZE, &text, NULL);
+        if (r == -ENOENT) {
+                *ret = (struct link_history){};
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        return history_parse(text, ret);
+}
+
+int history_note_links(struct link_history *h, const struct link_table *links, uint64_t now) {
+        for (size_t i = 0; i < links->n_links; i++) {
+                const struct link *l = &links->links[i];
+                struct history_entry *e = NULL;
+                for (size_t k = 0; k < h->n_entries; k++)
+                        if (h->entries[k].ifindex == l->ifindex && streq(h->entries[k].name, l->name)) {
+                                e = &h->entries[k];
+                                break;
+                        }
+                if (e) {
+                        if (now >= e->last_seen + HISTORY_REFRESH_SECONDS)
+                                h->dirty = true;
+                        if (now > e->last_seen)
+                                e->last_seen = now;
+                        continue;
+                }
+                if (GROW(h->entries, h->allocated, h->n_entries + 1) < 0)
+                        return -ENOMEM;
+                e = &h->entries[h->n_entries++];
+                *e = (struct history_entry){.ifindex = l->ifindex, .first_seen = now, .last_seen = now};
+                snprintf(e->name, sizeof(e->name), "%s", l->name);
+                h->dirty = true;
+        }
+        return 0;
+}
+
+const char *history_name_for_index(const struct link_history *h, uint32_t ifindex) {
+        const struct history_entry *best = NULL;
+        for (size_t k = 0; k < h->n_entries; k++)
+                if (h->entries[k].ifindex == ifindex && (!best || h->entries[k].last_seen > best->last_seen))
+                        best = &h->entries[k];
+        return best ? best->name : NULL;
+}
+
+static int entry_newest_first(const void *a, const void *b) {
+        const struct history_entry *x = a, *y = b;
+        return (x->last_seen < y->last_seen) - (x->last_seen > y->last_seen);
+}
+
+int history_write(const char *state_dir, struct link_history *h) {
+        if (h->n_entries > HISTORY_MAX_ENTRIES) {
+                qsort(h->entries, h->n_entries, sizeof(struct history_entry), entry_newest_first);
+                h->n_entries = HISTORY_MAX_ENTRIES;
+        }
+
+        _cleanup_(json_decrefp) json_t *root = json_object();
+        json_t *links = json_array();
+        if (!root || !links || json_object_set_new(root, "version", json_integer(1)) < 0 ||
+            json_object_set_new(root, "links", links) < 0)
+                return -ENOMEM;
+        for (size_t k = 0; k < h->n_entries; k++) {
+                const struct history_entry *e = &h->entries[k];
+                if (json_array_append_new(links, json_pack("{s:s, s:I, s:I, s:I}", "name", e->name, "ifindex",
+                                                           (json_int_t) e->ifindex, "first_seen",
+                                                           (json_int_t) e->first_seen, "last_seen",
+                                                           (json_int_t) e->last_seen)) < 0)
+                        return -ENOMEM;
+        }
+        int r = json_write(state_dir, HISTORY_FILE, root);
+        if (r >= 0)
+                h->dirty = false;
+        return r;
+}
+
+void link_history_done(struct link_history *h) {
+        free(h->entries);
+        *h = (struct link_history){};
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* state.h: what survives between runs. The snapshot (run dir, taken before dpkg runs) and the link history
+ * (state dir: every name ↔ index pair seen, so a later run can name a stale index without a snapshot). */
+#pragma once
+
+#include <stdint.h>
+
+#include "links.h"
+#include "owners.h"
+#include "ruleset.h"
+
+#define SNAPSHOT_FILE "snapshot.json"
+#define HISTORY_FILE "links.json"
+#define LOCK_FILE "lock"
+
+struct snapshot {
+        uint64_t taken; /* seconds since the epoch */
+        struct link_table links;
+        struct owner_table owners;
+};
+
+int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *links, const struct ruleset *rs,
+                   const struct owner_table *owners);
+/* -ENOENT when no snapshot was taken. */
+int snapshot_read(const char *run_dir, struct snapshot *ret);
+void snapshot_done(struct snapshot *s);
+
+struct history_entry {
+        char name[IFNAMSIZ];
+        uint32_t ifindex;
+        uint64_t first_seen, last_seen;
+};
+
+struct link_history {
+        struct history_entry *entries;
+        size_t n_entries, allocated;
+        bool dirty;
+};
+
+/* A missing history is an empty one. */
+int history_read(const char *state_dir, struct link_history *ret);
+/* Records the current links. Marks the history dirty only when something worth a write changed. */
+int history_note_links(struct link_history *h, const struct link_table *links, uint64_t now);
+/* The name the index belonged to most recently, or NULL. */
+const char *history_name_for_index(const struct link_history *h, uint32_t ifindex);
+int history_write(const char *state_dir, struct link_history *h);
+void link_history_done(struct link_history *h);
+
+/* Parsers for the files above, for tests. */
+int snapshot_parse(const char *text, struct snapshot *ret);
+int history_parse(const char *text, struct link_history *ret);
