@@ -1,0 +1,157 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Interface references found in rulesets the kernel really sent (tests/fixtures/regenerate).
+ * Indexes in the fixtures: lo 1, tailscale0 2 (4 after it was re-created), wg0 3, an interface named "3" is 5. */
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+
+#include "fixture.h"
+
+/* How many references match; chain_or_set NULL matches any. */
+static size_t count(const struct ruleset *rs, enum ref_key key, uint32_t ifindex, const char *chain_or_set,
+                    bool negated) {
+        size_t n = 0;
+        for (size_t i = 0; i < rs->n_refs; i++) {
+                const struct iface_ref *r = &rs->refs[i];
+                const char *where = r->chain ? r->chain : r->set;
+                if (r->key == key && r->ifindex == ifindex && r->negated == negated &&
+                    (!chain_or_set || strcmp(where, chain_or_set) == 0))
+                        n++;
+        }
+        return n;
+}
+
+static void test_every_form(void **state) {
+        struct ruleset rs;
+        fixture_ruleset("forms", &rs);
+
+        /* iif "tailscale0"; iif {ts, wg0}; iif vmap {ts, wg0}; iif . ip saddr {ts . …} */
+        assert_int_equal(count(&rs, REF_KEY_IIF, 2, "forward", false), 4);
+        assert_int_equal(count(&rs, REF_KEY_IIF, 3, "forward", false), 2);
+        /* oif != "tailscale0" */
+        assert_int_equal(count(&rs, REF_KEY_OIF, 2, "forward", true), 1);
+        /* ip saddr . oif { … . "wg0" }: the index is the second component */
+        assert_int_equal(count(&rs, REF_KEY_OIF, 3, "forward", false), 1);
+        /* fib daddr oif "wg0"; "!= 0" and "missing" are no interface */
+        assert_int_equal(count(&rs, REF_KEY_FIB, 3, "forward", false), 1);
+        assert_int_equal(count(&rs, REF_KEY_FIB, 0, NULL, false) + count(&rs, REF_KEY_FIB, 0, NULL, true), 0);
+        assert_int_equal(count(&rs, REF_KEY_FIB, 1, NULL, false) + count(&rs, REF_KEY_FIB, 1, NULL, true), 0);
+        /* named sets and maps of iface_index, typeof and concatenations in either order */
+        assert_int_equal(count(&rs, REF_KEY_ELEMENT, 2, "allowed", false), 1);
+        assert_int_equal(count(&rs, REF_KEY_ELEMENT, 1, "allowed", false), 1);
+        assert_int_equal(count(&rs, REF_KEY_ELEMENT, 2, "pairs", false), 1);
+        assert_int_equal(count(&rs, REF_KEY_ELEMENT, 3, "rpairs", false), 1);
+        assert_int_equal(count(&rs, REF_KEY_ELEMENT, 3, "egress", false), 1);
+        /* netdev: dup to "wg0", fwd to "tailscale0" */
+        assert_int_equal(count(&rs, REF_KEY_DUP, 3, "in", false), 1);
+        assert_int_equal(count(&rs, REF_KEY_FWD, 2, "in", false), 1);
+        /* and nothing else */
+        assert_int_equal(rs.n_refs, 16);
+
+        /* by name: iifname "tailscale0", oifname "wg*" (a prefix) */
+        assert_int_equal(rs.n_name_refs, 2);
+        assert_string_equal(rs.name_refs[0].name, "tailscale0");
+        assert_int_equal(rs.name_refs[0].key, REF_KEY_IIFNAME);
+        assert_string_equal(rs.name_refs[1].name, "wg");
+        assert_int_equal(rs.name_refs[1].key, REF_KEY_OIFNAME);
+
+        /* a rule reference names its rule exactly */
+        for (size_t i = 0; i < rs.n_refs; i++)
+                if (rs.refs[i].chain) {
+                        assert_non_null(rs.refs[i].table);
+                        assert_true(rs.refs[i].handle > 0);
+                        assert_null(rs.refs[i].set);
+                } else
+                        assert_non_null(rs.refs[i].set);
+
+        assert_int_equal(rs.n_tables, 2);
+        assert_int_equal(rs.n_chains, 2);
+        ruleset_done(&rs);
+}
+
+static void test_stale_keeps_old_index(void **state) {
+        struct ruleset rs;
+        fixture_ruleset("stale", &rs);
+        /* the kernel still holds 2 everywhere tailscale0 was written; nothing says 4 */
+        assert_int_equal(count(&rs, REF_KEY_IIF, 2, NULL, false), 4);
+        assert_int_equal(count(&rs, REF_KEY_IIF, 4, NULL, false), 0);
+        assert_int_equal(rs.n_refs, 16);
+        ruleset_done(&rs);
+}
+
+static void test_by_name_only(void **state) {
+        struct ruleset rs;
+        fixture_ruleset("iifname", &rs);
+        assert_int_equal(rs.n_refs, 0);
+        assert_int_equal(rs.n_name_refs, 2);
+        ruleset_done(&rs);
+}
+
+static void test_numeric(void **state) {
+        struct ruleset rs;
+        fixture_ruleset("numeric", &rs);
+        assert_int_equal(count(&rs, REF_KEY_IIF, 3, "c", false), 1);
+        assert_int_equal(count(&rs, REF_KEY_OIF, 4, "c", false), 1);
+        assert_int_equal(rs.n_refs, 2);
+        assert_string_equal(nfproto_to_string(rs.refs[0].family), "ip");
+        ruleset_done(&rs);
+}
+
+static void test_interface_named_3(void **state) {
+        struct ruleset rs;
+        fixture_ruleset("named-3", &rs);
+        /* nft -j shows "3"; the kernel holds the device's real index */
+        assert_int_equal(rs.n_refs, 1);
+        assert_int_equal(rs.refs[0].ifindex, 5);
+        ruleset_done(&rs);
+}
+
+static void test_empty(void **state) {
+        struct ruleset rs;
+        fixture_ruleset("empty", &rs);
+        assert_int_equal(rs.n_refs, 0);
+        assert_int_equal(rs.n_name_refs, 0);
+        assert_int_equal(rs.n_tables, 0);
+        ruleset_done(&rs);
+}
+
+static void test_truncated(void **state) {
+        size_t size;
+        char *buf = fixture_load("forms.ruleset.nl", &size);
+        struct ruleset rs;
+        /* cut inside a message */
+        for (size_t cut = 7; cut < size; cut += size / 7)
+                if (cut % 4 != 0)
+                        assert_int_equal(ruleset_parse_messages(buf, cut, &rs), -EBADMSG);
+        free(buf);
+}
+
+static void test_malformed(void **state) {
+        size_t size;
+        char *buf = fixture_load("forms.ruleset.nl", &size);
+        struct ruleset rs;
+        int len = (int) size;
+        bool corrupted = false;
+
+        /* Break the first attribute of the first rule message: a length past the end of the message. */
+        for (struct nlmsghdr *nlh = (void *) buf; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len))
+                if (NFNL_MSG_TYPE(nlh->nlmsg_type) == NFT_MSG_NEWRULE) {
+                        struct nlattr *attr = mnl_nlmsg_get_payload_offset(nlh, sizeof(struct nfgenmsg));
+                        attr->nla_len = 0xfff0;
+                        corrupted = true;
+                        break;
+                }
+        assert_true(corrupted);
+        assert_int_equal(ruleset_parse_messages(buf, size, &rs), -EBADMSG);
+        free(buf);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_every_form),        cmocka_unit_test(test_stale_keeps_old_index),
+                cmocka_unit_test(test_by_name_only),      cmocka_unit_test(test_numeric),
+                cmocka_unit_test(test_interface_named_3), cmocka_unit_test(test_empty),
+                cmocka_unit_test(test_truncated),         cmocka_unit_test(test_malformed),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
