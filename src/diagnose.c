@@ -42,6 +42,26 @@ static int iface_note(struct findings *f, const struct observation *now, const s
         return 0;
 }
 
+/* Report order: by table, then rules by chain and handle, then set elements by set. */
+static int stale_cmp(const void *a, const void *b) {
+        const struct iface_ref *x = ((const struct stale_ref *) a)->ref, *y = ((const struct stale_ref *) b)->ref;
+        int c;
+        if (x->family != y->family)
+                return (int) x->family - (int) y->family;
+        if ((c = strcmp(x->table, y->table)))
+                return c;
+        if (!x->chain != !y->chain)
+                return x->chain ? -1 : 1;
+        if (x->chain) {
+                if ((c = strcmp(x->chain, y->chain)))
+                        return c;
+                return (x->handle > y->handle) - (x->handle < y->handle);
+        }
+        if ((c = strcmp(x->set, y->set)))
+                return c;
+        return (x->ifindex > y->ifindex) - (x->ifindex < y->ifindex);
+}
+
 int diagnose(const struct observation *now, const struct snapshot *before, const struct link_history *history,
              struct findings *ret) {
         _cleanup_(findings_done) struct findings f = {
@@ -85,6 +105,8 @@ int diagnose(const struct observation *now, const struct snapshot *before, const
                         return r;
         }
 
+        if (f.n_stale > 1)
+                qsort(f.stale, f.n_stale, sizeof(struct stale_ref), stale_cmp);
         for (size_t k = 0; k < f.n_stale; k++)
                 if (f.stale[k].was[0]) {
                         struct iface_finding *i = iface_find(&f, f.stale[k].was, f.stale[k].ref->ifindex);
