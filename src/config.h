@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* config.h: the parsed configuration (apt.conf syntax, scope Reconcile-After-Upgrade::). The one piece of state
+ * every part of a run may read. A malformed value costs one error line naming the key, then its default. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CONFIG_SCOPE "Reconcile-After-Upgrade"
+
+enum config_mode {
+        MODE_RECONCILE, /* reload the dependent units */
+        MODE_REPORT,    /* only say what would be reloaded */
+};
+
+struct unit_map_entry {
+        char *from; /* "inet filter" (a table) or "tailscaled.service" (a daemon's unit) */
+        char *unit; /* the nftables unit to reload */
+};
+
+struct config {
+        enum config_mode mode;
+        struct unit_map_entry *table_units;
+        size_t n_table_units;
+        struct unit_map_entry *daemon_units;
+        size_t n_daemon_units;
+        char **never_touch;
+        size_t n_never_touch;
+        unsigned job_timeout_ms;  /* one reload job */
+        unsigned time_budget_ms;  /* the whole run, from the hook's start */
+        bool prune_stale_twins;
+};
+
+void config_defaults(struct config *c);
+
+/* Reads the configuration as apt-config would show it, or only file when not NULL. Returns the number of malformed
+ * values (each already logged and replaced by its default), or a negative errno when nothing could be read. */
+int config_load(const char *file, struct config *ret);
+
+const char *config_table_unit(const struct config *c, const char *family, const char *table);
+const char *config_daemon_unit(const struct config *c, const char *daemon_unit);
+bool config_never_touch(const struct config *c, const char *unit);
+
+void config_done(struct config *c);

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* Configuration read through the real libapt-pkg parser, from files in apt.conf syntax. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+static void load(const char *name, struct config *c, int expect) {
+        char path[512];
+        snprintf(path, sizeof(path), "%s/config/%s", FIXTURES, name);
+        assert_int_equal(config_load(path, c), expect);
+}
+
+static void test_shipped_file_is_the_defaults(void **state) {
+        struct config c, d;
+        char path[512];
+        snprintf(path, sizeof(path), "%s/50reconcile-after-upgrade", ETCDIR);
+        assert_int_equal(config_load(path, &c), 0);
+        config_defaults(&d);
+        assert_int_equal(c.mode, d.mode);
+        assert_int_equal(c.job_timeout_ms, 30000);
+        assert_int_equal(c.time_budget_ms, 60000);
+        assert_true(c.prune_stale_twins);
+        assert_int_equal(c.n_table_units + c.n_daemon_units + c.n_never_touch, 0);
+        config_done(&c);
+}
+
+static void test_every_key(void **state) {
+        struct config c;
+        load("valid.conf", &c, 0);
+        assert_int_equal(c.mode, MODE_REPORT);
+        assert_string_equal(config_table_unit(&c, "inet", "filter"), "nftables-local.service");
+        assert_string_equal(config_table_unit(&c, "ip", "nat"), "nat-rules.service");
+        assert_null(config_table_unit(&c, "ip", "filter"));
+        assert_string_equal(config_daemon_unit(&c, "tinc@lab.service"), "firewall@lab.service");
+        assert_true(config_never_touch(&c, "nftables.service"));
+        assert_true(config_never_touch(&c, "ufw.service"));
+        assert_false(config_never_touch(&c, "nftables-local.service"));
+        assert_int_equal(c.job_timeout_ms, 1500);
+        assert_int_equal(c.time_budget_ms, 500);
+        assert_false(c.prune_stale_twins);
+        config_done(&c);
+}
+
+static void test_malformed_values_fall_back(void **state) {
+        struct config c;
+        /* six malformed values, each its default; the good list item is kept */
+        load("malformed.conf", &c, 6);
+        assert_int_equal(c.mode, MODE_RECONCILE);
+        assert_int_equal(c.job_timeout_ms, 30000);
+        assert_int_equal(c.time_budget_ms, 60000);
+        assert_true(c.prune_stale_twins);
+        assert_int_equal(c.n_table_units, 0);
+        assert_int_equal(c.n_never_touch, 1);
+        assert_true(config_never_touch(&c, "ok.service"));
+        config_done(&c);
+}
+
+static void test_syntax_error(void **state) {
+        struct config c;
+        load("syntax-error.conf", &c, -EINVAL);
+        assert_int_equal(c.mode, MODE_RECONCILE); /* defaults */
+        config_done(&c);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_shipped_file_is_the_defaults),
+                cmocka_unit_test(test_every_key),
+                cmocka_unit_test(test_malformed_values_fall_back),
+                cmocka_unit_test(test_syntax_error),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
