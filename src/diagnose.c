@@ -9,6 +9,30 @@ void observation_done(struct observation *o) {
         link_table_done(&o->links);
         ruleset_done(&o->ruleset);
         owner_table_done(&o->owners);
+        unit_invocations_done(&o->units);
+}
+
+static const struct unit_invocation *invocation_find(const struct unit_invocations *u, const char *name) {
+        for (size_t i = 0; i < u->n_units; i++)
+                if (streq(u->units[i].name, name))
+                        return &u->units[i];
+        return NULL;
+}
+
+/* A unit restarted since the snapshot runs with another InvocationID, or runs where it did not. */
+static int restarted_units(struct findings *f, const struct observation *now, const struct snapshot *before) {
+        if (!before || before->units.n_units == 0 || now->units.n_units == 0)
+                return 0;
+        f->restarted_units = calloc(now->units.n_units, sizeof(char *));
+        if (!f->restarted_units)
+                return -ENOMEM;
+        for (size_t i = 0; i < now->units.n_units; i++) {
+                const struct unit_invocation *u = &now->units.units[i];
+                const struct unit_invocation *old = invocation_find(&before->units, u->name);
+                if (u->invocation_id[0] && (!old || !streq(old->invocation_id, u->invocation_id)))
+                        f->restarted_units[f->n_restarted_units++] = u->name;
+        }
+        return 0;
 }
 
 static struct iface_finding *iface_find(struct findings *f, const char *name, uint32_t old_ifindex) {
@@ -105,6 +129,9 @@ int diagnose(const struct observation *now, const struct snapshot *before, const
                         return r;
         }
 
+        if ((r = restarted_units(&f, now, before)) < 0)
+                return r;
+
         if (f.n_stale > 1)
                 qsort(f.stale, f.n_stale, sizeof(struct stale_ref), stale_cmp);
         for (size_t k = 0; k < f.n_stale; k++)
@@ -120,6 +147,7 @@ int diagnose(const struct observation *now, const struct snapshot *before, const
 }
 
 void findings_done(struct findings *f) {
+        free(f->restarted_units);
         free(f->stale);
         free(f->ifaces);
         *f = (struct findings){};

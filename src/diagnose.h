@@ -14,6 +14,7 @@ struct observation {
         struct link_table links;
         struct ruleset ruleset;
         struct owner_table owners;
+        struct unit_invocations units; /* empty without systemd */
 };
 
 void observation_done(struct observation *o);
@@ -44,6 +45,8 @@ struct findings {
         size_t n_stale;
         struct iface_finding *ifaces;
         size_t n_ifaces, allocated_ifaces;
+        const char **restarted_units; /* InvocationID changed (or first started) since the snapshot */
+        size_t n_restarted_units;
         size_t n_refs, n_name_refs; /* what was checked */
         bool have_snapshot;
 };

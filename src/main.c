@@ -11,6 +11,8 @@
 #include "log.h"
 #include "report.h"
 #include "state.h"
+#include "units.h"
+#include <systemd/sd-bus.h>
 
 #define EXIT_STALE 1
 #define EXIT_ERROR 2
@@ -44,6 +46,26 @@ static void help(void) {
                RUNSTATEDIR "/reconcile-after-upgrade", LOCALSTATEDIR "/lib/reconcile-after-upgrade");
 }
 
+/* Units are an addition to the diagnosis, not a condition of it: without systemd (chroot, build, namespace) the
+ * checker still finds stale rules. */
+static void observe_units(struct unit_invocations *ret) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        int r;
+
+        if (systemd_running() < 0) {
+                log_debug("systemd is not running here: not reading units.");
+                return;
+        }
+        r = units_bus_open(&bus);
+        if (r < 0) {
+                log_warning_errno(r, "Failed to connect to the system bus, not reading units: %m");
+                return;
+        }
+        r = units_list_invocations(bus, ret);
+        if (r < 0)
+                log_warning_errno(r, "Failed to list systemd units: %m");
+}
+
 static int observe(struct observation *ret) {
         struct observation o = {};
         int r;
@@ -61,6 +83,7 @@ static int observe(struct observation *ret) {
                 observation_done(&o);
                 return log_error_errno(r, "Failed to scan /proc for TUN devices: %m");
         }
+        observe_units(&o.units);
         *ret = o;
         return 0;
 }
@@ -112,7 +135,7 @@ static int cmd_snapshot(const struct context *ctx) {
         if (r < 0)
                 return r;
 
-        r = snapshot_write(ctx->run_dir, now, &o.links, &o.ruleset, &o.owners);
+        r = snapshot_write(ctx->run_dir, now, &o.links, &o.ruleset, &o.owners, &o.units);
         if (r < 0)
                 return log_error_errno(r, "Failed to write %s/%s: %m", ctx->run_dir, SNAPSHOT_FILE);
 

@@ -38,9 +38,13 @@ static json_t *iface_to_json(const struct iface_finding *i) {
 }
 
 json_t *report_json(const struct findings *f) {
-        _cleanup_(json_decrefp) json_t *stale = json_array(), *ifaces = json_array();
-        if (!stale || !ifaces)
+        _cleanup_(json_decrefp) json_t *stale = json_array(), *ifaces = json_array(), *restarted = json_array();
+        if (!stale || !ifaces || !restarted)
                 return NULL;
+
+        for (size_t k = 0; k < f->n_restarted_units; k++)
+                if (json_array_append_new(restarted, json_string(f->restarted_units[k])) < 0)
+                        return NULL;
 
         for (size_t k = 0; k < f->n_stale; k++)
                 if (json_array_append_new(stale, stale_to_json(&f->stale[k])) < 0)
@@ -50,7 +54,8 @@ json_t *report_json(const struct findings *f) {
                         return NULL;
 
         /* "o" hands the arrays over, also when packing fails. */
-        return json_pack("{s:o, s:o, s:I, s:I, s:b}", "stale", TAKE_PTR(stale), "interfaces", TAKE_PTR(ifaces),
+        return json_pack("{s:o, s:o, s:o, s:I, s:I, s:b}", "stale", TAKE_PTR(stale), "interfaces", TAKE_PTR(ifaces),
+                         "restarted_units", TAKE_PTR(restarted),
                          "references_checked", (json_int_t) f->n_refs, "by_name_references",
                          (json_int_t) f->n_name_refs, "snapshot", f->have_snapshot);
 }
@@ -69,6 +74,12 @@ static void print_owner(const struct tun_owner *o, FILE *out) {
 }
 
 int report_human(const struct findings *f, FILE *out) {
+        if (f->n_restarted_units > 0) {
+                fputs("Restarted since the snapshot:", out);
+                for (size_t k = 0; k < f->n_restarted_units; k++)
+                        fprintf(out, " %s", f->restarted_units[k]);
+                fputc('\n', out);
+        }
         for (size_t k = 0; k < f->n_ifaces; k++) {
                 const struct iface_finding *i = &f->ifaces[k];
                 if (i->change == IFACE_RECREATED)

@@ -31,11 +31,12 @@ static json_t *link_to_json(const struct link *l) {
 }
 
 int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *links, const struct ruleset *rs,
-                   const struct owner_table *owners) {
+                   const struct owner_table *owners, const struct unit_invocations *units) {
         _cleanup_(json_decrefp) json_t *root = json_object();
-        json_t *jl = json_array(), *jr = json_array(), *jo = json_array();
+        json_t *jl = json_array(), *jr = json_array(), *jo = json_array(), *ju = json_array();
 
-        if (!root || !jl || !jr || !jo || json_object_set_new(root, "version", json_integer(1)) < 0 ||
+        if (!root || !jl || !jr || !jo || !ju || json_object_set_new(root, "version", json_integer(1)) < 0 ||
+            json_object_set_new(root, "units", ju) < 0 ||
             json_object_set_new(root, "taken", json_integer((json_int_t) now)) < 0 ||
             json_object_set_new(root, "links", jl) < 0 || json_object_set_new(root, "references", jr) < 0 ||
             json_object_set_new(root, "owners", jo) < 0)
@@ -63,6 +64,14 @@ int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *l
                 json_t *j = json_pack("{s:s, s:i, s:s, s:s?}", "ifname", o->ifname, "pid", (int) o->pid, "command",
                                       o->comm, "unit", o->unit);
                 if (!j || json_array_append_new(jo, j) < 0)
+                        return -ENOMEM;
+        }
+
+        for (size_t i = 0; i < units->n_units; i++) {
+                const struct unit_invocation *u = &units->units[i];
+                json_t *j = json_pack("{s:s, s:s, s:s}", "name", u->name, "invocation_id", u->invocation_id,
+                                      "active_state", u->active_state);
+                if (!j || json_array_append_new(ju, j) < 0)
                         return -ENOMEM;
         }
 
@@ -116,6 +125,21 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
                         return -ENOMEM;
         }
 
+        json_t *units = json_object_get(root, "units");
+        json_array_foreach(units, i, v) {
+                const char *name, *id, *active;
+                if (json_unpack(v, "{s:s, s:s, s:s}", "name", &name, "invocation_id", &id, "active_state", &active) < 0 ||
+                    strlen(id) > 32)
+                        return -EBADMSG;
+                if (GROW(s.units.units, s.units_allocated, s.units.n_units + 1) < 0)
+                        return -ENOMEM;
+                struct unit_invocation *u = &s.units.units[s.units.n_units++];
+                *u = (struct unit_invocation){.name = strdup(name), .active_state = strdup(active)};
+                snprintf(u->invocation_id, sizeof(u->invocation_id), "%s", id);
+                if (!u->name || !u->active_state)
+                        return -ENOMEM;
+        }
+
         *ret = s;
         s = (struct snapshot){};
         return 0;
@@ -132,6 +156,7 @@ int snapshot_read(const char *run_dir, struct snapshot *ret) {
 void snapshot_done(struct snapshot *s) {
         link_table_done(&s->links);
         owner_table_done(&s->owners);
+        unit_invocations_done(&s->units);
 }
 
 int history_parse(const char *text, struct link_history *ret) {

@@ -8,6 +8,7 @@
 #include "links.h"
 #include "owners.h"
 #include "ruleset.h"
+#include "units.h"
 
 #define SNAPSHOT_FILE "snapshot.json"
 #define HISTORY_FILE "links.json"
@@ -17,10 +18,12 @@ struct snapshot {
         uint64_t taken; /* seconds since the epoch */
         struct link_table links;
         struct owner_table owners;
+        struct unit_invocations units; /* empty when systemd was not reachable */
+        size_t units_allocated;
 };
 
 int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *links, const struct ruleset *rs,
-                   const struct owner_table *owners);
+                   const struct owner_table *owners, const struct unit_invocations *units);
 /* -ENOENT when no snapshot was taken. */
 int snapshot_read(const char *run_dir, struct snapshot *ret);
 void snapshot_done(struct snapshot *s);

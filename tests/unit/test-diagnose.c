@@ -152,6 +152,48 @@ static void test_vanished(void **state) {
         observation_done(&now);
 }
 
+static void set_units(struct unit_invocations *u, const char *const *names, const char *const *ids, size_t n) {
+        u->units = calloc(n, sizeof(struct unit_invocation));
+        u->n_units = n;
+        for (size_t i = 0; i < n; i++) {
+                u->units[i].name = strdup(names[i]);
+                u->units[i].active_state = strdup("active");
+                snprintf(u->units[i].invocation_id, sizeof(u->units[i].invocation_id), "%s", ids[i]);
+        }
+}
+
+static void test_restarted_units(void **state) {
+        struct observation now;
+        struct snapshot before = {};
+        struct findings f;
+        static const char *const names[] = {"tailscaled.service", "haproxy.service", "new.service", "dead.service"};
+        static const char *const old_ids[] = {"0123456789abcdef0123456789abcdef", "11111111111111111111111111111111"};
+        static const char *const new_ids[] = {"fedcba9876543210fedcba9876543210", "11111111111111111111111111111111",
+                                              "22222222222222222222222222222222", ""};
+
+        observe("forms", &now);
+        fixture_links("forms", &before.links);
+        set_units(&before.units, names, old_ids, 2);
+        set_units(&now.units, names, new_ids, 4);
+        assert_int_equal(diagnose(&now, &before, NULL, &f), 0);
+        /* tailscaled restarted, haproxy did not, new.service started, dead.service never ran */
+        assert_int_equal(f.n_restarted_units, 2);
+        assert_string_equal(f.restarted_units[0], "tailscaled.service");
+        assert_string_equal(f.restarted_units[1], "new.service");
+        json_t *j = report_json(&f);
+        assert_int_equal(json_array_size(json_object_get(j, "restarted_units")), 2);
+        json_decref(j);
+        findings_done(&f);
+
+        /* without units in the snapshot (taken where systemd did not run) nothing can be said */
+        unit_invocations_done(&before.units);
+        assert_int_equal(diagnose(&now, &before, NULL, &f), 0);
+        assert_int_equal(f.n_restarted_units, 0);
+        findings_done(&f);
+        snapshot_done(&before);
+        observation_done(&now);
+}
+
 static void test_state_files(void **state) {
         struct link_history h;
         struct snapshot s;
@@ -178,6 +220,7 @@ int main(void) {
                 cmocka_unit_test(test_with_snapshot), cmocka_unit_test(test_history_only),
                 cmocka_unit_test(test_nothing_known), cmocka_unit_test(test_fresh),
                 cmocka_unit_test(test_vanished),      cmocka_unit_test(test_state_files),
+                cmocka_unit_test(test_restarted_units),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* units.h: systemd units over sd-bus (system bus; DBUS_SYSTEM_BUS_ADDRESS honoured): which service units are
+ * loaded and their InvocationID (it changes at every start, so two readings tell which units restarted), and
+ * the facts the planner needs about a unit. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "plan.h"
+
+typedef struct sd_bus sd_bus;
+
+/* 0 when systemd runs as the system manager here, -ENOMEDIUM when not (chroot, container without it, build). */
+int systemd_running(void);
+
+/* Connects with a bounded method-call timeout, so a wedged bus cannot hang apt. */
+int units_bus_open(sd_bus **ret);
+
+struct unit_invocation {
+        char *name;
+        char invocation_id[33]; /* 32 hex digits; empty when the unit never ran */
+        char *active_state;
+};
+
+struct unit_invocations {
+        struct unit_invocation *units;
+        size_t n_units;
+};
+
+int units_list_invocations(sd_bus *bus, struct unit_invocations *ret);
+void unit_invocations_done(struct unit_invocations *u);
+
+/* The planner's view of one unit, with the storage behind it. */
+struct unit_facts {
+        struct unit_info info;
+        char *name, *active_state;
+};
+
+int units_get_facts(sd_bus *bus, const char *name, struct unit_facts *ret);
+void unit_facts_done(struct unit_facts *f);
