@@ -43,7 +43,7 @@ static void help(void) {
                "  -v, --verbose   debug output on stderr\n"
                "  -h, --help      this text\n"
                "      --version   the version\n",
-               RUNSTATEDIR "/reconcile-after-upgrade", LOCALSTATEDIR "/lib/reconcile-after-upgrade");
+               "/run/reconcile-after-upgrade", "/var/lib/reconcile-after-upgrade");
 }
 
 /* Units are an addition to the diagnosis, not a condition of it: without systemd (chroot, build, namespace) the
@@ -211,8 +211,8 @@ int main(int argc, char *argv[]) {
                 {},
         };
         struct context ctx = {
-                .run_dir = RUNSTATEDIR "/reconcile-after-upgrade",
-                .state_dir = LOCALSTATEDIR "/lib/reconcile-after-upgrade",
+                .run_dir = "/run/reconcile-after-upgrade",
+                .state_dir = "/var/lib/reconcile-after-upgrade",
         };
         int c, r;
 

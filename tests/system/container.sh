@@ -8,9 +8,10 @@
 #   ct_copy_in ./bin /usr/local/bin/bin
 #   ct_poweroff                 # also run by the EXIT trap ct_boot installs
 #
-# ct_boot installs `trap ct_cleanup EXIT` (and turns INT/TERM/HUP into an exit). A caller with its own EXIT trap
-# must call ct_cleanup from it. Call ct_boot in the main shell, not in $(...) or a pipeline: it keeps state in
-# shell variables and waits for the nspawn child.
+# ct_boot installs `trap ct_cleanup EXIT` (and turns INT/TERM/HUP into an exit); an EXIT trap the caller set
+# before ct_boot still runs, after the power off. Set no EXIT trap after ct_boot (or call ct_cleanup from it).
+# Call ct_boot in the main shell, not in $(...) or a pipeline: it keeps state in shell variables and waits for
+# the nspawn child. ct_exec passes stdin through: inside a `while read` loop, give it </dev/null.
 #
 # Environment:
 #   RAU_CT_CACHE          where cached rootfs live (default /var/cache/reconcile-after-upgrade-tests)
@@ -34,7 +35,9 @@ CT_PACKAGES=(systemd systemd-sysv dbus nftables iproute2 apt unattended-upgrades
 	libnftnl11 libnftables1 libjansson4 libmnl0 libsystemd0 libapt-pkg6.0)
 CT_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
-CT_ROOTFS_CACHED= CT_NAME= CT_TMP= CT_ROOT= CT_LOG= CT_NSPAWN_PID= CT_PID1= CT_OVERLAY=
+# State of the one booted container (ct_boot sets, ct_poweroff clears).
+CT_ROOTFS_CACHED='' CT_NAME='' CT_TMP='' CT_ROOT='' CT_LOG='' CT_NSPAWN_PID='' CT_PID1='' CT_OVERLAY=''
+CT_EXIT_STATUS='' CT_TRAPPED='' CT_PREV_EXIT_TRAP=''
 
 ct_log() { echo "# ct: $*" >&2; }
 ct_die() { echo "# ct: error: $*" >&2; return 1; }
@@ -50,6 +53,8 @@ ct_check() { local d=$1; shift; if "$@"; then ct_ok "$d"; else ct_not_ok "$d"; f
 ct_diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
 ct_tap_done() { echo "1..$CT_TAP_N"; [ "$CT_TAP_FAILED" -eq 0 ]; }
 ct_bail() { echo "Bail out! $*"; exit 1; }
+# ct_secs START END: seconds between two `date +%s.%N` stamps, to 0.01 s.
+ct_secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 # ---------------------------------------------------------------- the cached rootfs
 ct_mirror() {
@@ -66,6 +71,7 @@ ct_mirror() {
 
 ct_package_list() {
 	local extra=${RAU_CT_EXTRA_PACKAGES:-}
+	# shellcheck disable=SC2086 # split the extra list on blanks
 	printf '%s\n' "${CT_PACKAGES[@]}" ${extra//,/ } | sort -u | paste -sd, -
 }
 
@@ -123,6 +129,7 @@ ct_rootfs_build() {
 	# Every package must really be there (debootstrap does not fail on all missing --include).
 	local p missing=
 	for p in $(ct_package_list | tr , ' '); do
+		# shellcheck disable=SC2016 # a dpkg-query format
 		chroot "$root" dpkg-query -W -f='${db:Status-Status}\n' "$p" 2>/dev/null | grep -qx installed ||
 			missing="$missing $p"
 	done
@@ -168,6 +175,15 @@ ct_boot() {
 	[ "$(id -u)" -eq 0 ] || { ct_die "the container tier needs root"; return 1; }
 	[ -n "$CT_ROOTFS_CACHED" ] || ct_rootfs_ensure || return 1
 	CT_NAME=$name
+	ct_sweep
+	if [ -z "$CT_TRAPPED" ]; then
+		# keep a caller's EXIT trap: ct_cleanup runs it after powering off
+		CT_PREV_EXIT_TRAP=$(trap -p EXIT)
+		CT_PREV_EXIT_TRAP=${CT_PREV_EXIT_TRAP#trap -- }
+		CT_PREV_EXIT_TRAP=${CT_PREV_EXIT_TRAP% EXIT}
+		[ -z "$CT_PREV_EXIT_TRAP" ] || eval "CT_PREV_EXIT_TRAP=$CT_PREV_EXIT_TRAP"
+		CT_TRAPPED=1
+	fi
 	trap ct_cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
@@ -175,13 +191,15 @@ ct_boot() {
 	mkdir -p "$RAU_CT_WORK"
 	CT_TMP=$(mktemp -d "$RAU_CT_WORK/rau-ct-$name.XXXXXX") || return 1
 	CT_LOG=$CT_TMP/nspawn.log
+	ct_pid_stamp $$ >"$CT_TMP/owner"
 	ct_fresh_root "$CT_TMP" || { ct_die "could not prepare a rootfs in $CT_TMP"; return 1; }
 	# --register=no --keep-unit: there is no host systemd/D-Bus to register with.
-	# /dev/net/tun: nspawn creates it in the container's /dev itself, and without a host systemd it sets
-	# no device cgroup policy, so no --bind or DeviceAllow is needed (see tests/system/README).
+	# /dev/net/tun: nspawn creates it in the container's /dev itself (it is in its list of device nodes to copy),
+	# and registered nowhere it sets no device cgroup policy: no --bind or DeviceAllow is needed (README.md).
 	systemd-nspawn -D "$CT_ROOT" -b --private-network --machine="$name" --register=no --keep-unit -q \
 		--link-journal=no --resolv-conf=off --timezone=off </dev/null >"$CT_LOG" 2>&1 &
 	CT_NSPAWN_PID=$!
+	ct_pid_stamp "$CT_NSPAWN_PID" >"$CT_TMP/nspawn"
 	local i
 	for ((i = 0; i < 200; i++)); do
 		CT_PID1=$(pgrep -P "$CT_NSPAWN_PID" -x systemd | head -n1)
@@ -218,24 +236,21 @@ ct_exec() {
 		DEBIAN_FRONTEND=noninteractive "$@"
 }
 
-# ct_copy_in SRC DST: copy a file into the container (DST is an absolute path inside it; a trailing / means
-# into that directory). Mode is kept. Paths on the container's tmpfs (/tmp, /run, /dev) are written through
-# ct_exec, everything else straight into its rootfs (so it also works before ct_boot's systemd is up).
+# ct_copy_in SRC DST: copy a file into the running container (DST is an absolute path inside it; an existing
+# directory or a trailing / means into that directory); keeps the mode, creates missing parent directories.
+# The bytes go through ct_exec, so DST resolves as inside the container (an absolute symlink in its rootfs
+# cannot send the write to the host, /tmp lands on the container's tmpfs), and the file is renamed into place
+# (replacing a running binary works).
 ct_copy_in() {
 	local src=$1 dst=$2
-	[ -n "$CT_ROOT" ] || { ct_die "ct_copy_in: no container"; return 1; }
-	[ -f "$src" ] || { ct_die "ct_copy_in: $src is not a file"; return 1; }
+	[ -n "$CT_PID1" ] || { ct_die "ct_copy_in: no container booted"; return 1; }
+	if [ ! -f "$src" ] || [ ! -r "$src" ]; then ct_die "ct_copy_in: $src is not a readable file"; return 1; fi
 	case $dst in /*) ;; *) ct_die "ct_copy_in: $dst is not absolute"; return 1 ;; esac
-	case $dst in */) dst=$dst$(basename "$src") ;; esac
-	case $dst in
-	/tmp/* | /run/* | /dev/*)
-		ct_exec sh -c 'mkdir -p "${1%/*}" && cat >"$1" && chmod "$2" "$1"' sh "$dst" "$(stat -c %a "$src")" <"$src"
-		;;
-	*)
-		[ -d "$CT_ROOT$dst" ] && dst=$dst/$(basename "$src")
-		mkdir -p "$CT_ROOT${dst%/*}" && cp -L --preserve=mode,timestamps "$src" "$CT_ROOT$dst"
-		;;
-	esac
+	# shellcheck disable=SC2016,SC2094 # $1 $2 $3 are for sh; src is only read
+	ct_exec sh -c 'd=$1; case $d in */) d=$d$3 ;; esac; [ -d "$d" ] && d=${d%/}/$3
+		mkdir -p "${d%/*}/" && cat >"$d.rau-ct-new" && chmod "$2" "$d.rau-ct-new" && mv -f "$d.rau-ct-new" "$d" ||
+		{ rm -f "$d.rau-ct-new"; exit 1; }' \
+		sh "$dst" "$(stat -L -c %a "$src")" "$(basename "$src")" <"$src"
 }
 
 # ct_poweroff: power the container off (bounded), kill it if it does not stop, remove the per-boot rootfs.
@@ -243,7 +258,11 @@ ct_copy_in() {
 ct_poweroff() {
 	local rc=0 i
 	if [ -n "$CT_NSPAWN_PID" ] && kill -0 "$CT_NSPAWN_PID" 2>/dev/null; then
-		[ -n "$CT_PID1" ] && RAU_CT_EXEC_TIMEOUT=10 ct_exec systemctl poweroff --no-block >/dev/null 2>&1
+		# Not `systemctl poweroff`: that goes through logind, which waits ~2 s for the delay inhibitor that
+		# unattended-upgrades.service (unattended-upgrade-shutdown --wait-for-signal) holds. Starting the target
+		# the way systemctl does without logind is the same clean shutdown, in ~0.15 s.
+		[ -n "$CT_PID1" ] && RAU_CT_EXEC_TIMEOUT=10 ct_exec \
+			systemctl start poweroff.target --job-mode=replace-irreversibly --no-block >/dev/null 2>&1
 		for ((i = 0; i < 300; i++)); do kill -0 "$CT_NSPAWN_PID" 2>/dev/null || break; sleep 0.1; done
 		if kill -0 "$CT_NSPAWN_PID" 2>/dev/null; then
 			ct_log "container $CT_NAME did not power off in 30 s; terminating systemd-nspawn"
@@ -257,22 +276,26 @@ ct_poweroff() {
 			kill -KILL "$CT_NSPAWN_PID" 2>/dev/null
 		fi
 	fi
-	[ -z "$CT_NSPAWN_PID" ] || wait "$CT_NSPAWN_PID" 2>/dev/null
-	CT_NSPAWN_PID= CT_PID1=
+	if [ -n "$CT_NSPAWN_PID" ]; then
+		wait "$CT_NSPAWN_PID" 2>/dev/null
+		CT_EXIT_STATUS=$?
+		[ "$CT_EXIT_STATUS" -eq 0 ] || { ct_log "systemd-nspawn exited with status $CT_EXIT_STATUS"; rc=1; }
+	fi
+	CT_NSPAWN_PID='' CT_PID1=''
 	if [ -n "$CT_OVERLAY" ]; then
 		umount "$CT_OVERLAY" 2>/dev/null || umount -l "$CT_OVERLAY" 2>/dev/null || rc=1
 		CT_OVERLAY=
 	fi
 	if [ -n "$CT_TMP" ]; then
 		if [ "${RAU_CT_KEEP:-0}" = 1 ]; then
-			ct_log "kept $CT_TMP"
+			rm -f "$CT_TMP/owner"; ct_log "kept $CT_TMP (upper/ holds what changed, nspawn.log the console)"
 		elif ! mountpoint -q "$CT_TMP/root"; then
 			rm -rf --one-file-system "$CT_TMP"
 		else
 			ct_log "$CT_TMP/root is still mounted; not removing it"; rc=1
 		fi
 	fi
-	CT_TMP= CT_ROOT=
+	CT_TMP='' CT_ROOT=''
 	return $rc
 }
 
@@ -280,5 +303,36 @@ ct_cleanup() {
 	local rc=$?
 	trap - EXIT
 	ct_poweroff
+	[ -z "$CT_PREV_EXIT_TRAP" ] || eval "$CT_PREV_EXIT_TRAP"
 	exit $rc
+}
+
+# ct_pid_stamp PID: "PID STARTTIME", which tells a process apart from a later one that reuses its PID.
+ct_pid_stamp() { echo "$1 $(awk '{ sub(/^.*\) /, ""); print $20 }' "/proc/$1/stat" 2>/dev/null)"; }
+ct_pid_alive() { [ -n "${2:-}" ] && [ "$(ct_pid_stamp "$1")" = "$1 $2" ]; }
+
+# ct_sweep: clean up after test runs that were killed with SIGKILL (no trap runs then). For each per-boot dir
+# under RAU_CT_WORK: if the test shell that booted it is gone but its systemd-nspawn is not, stop that
+# container; then unmount and remove the dir. Dirs whose test shell is alive are never touched, nor dirs still
+# being set up (no owner stamp yet).
+ct_sweep() {
+	local d owner nspawn i
+	for d in "$RAU_CT_WORK"/rau-ct-*.??????; do
+		[ -f "$d/owner" ] || continue
+		owner=$(cat "$d/owner")
+		# shellcheck disable=SC2086
+		ct_pid_alive $owner && continue
+		nspawn=$(cat "$d/nspawn" 2>/dev/null)
+		# shellcheck disable=SC2086
+		if [ -n "$nspawn" ] && ct_pid_alive $nspawn; then
+			ct_log "stopping container left running by a killed test: $d"
+			kill -TERM "${nspawn%% *}" 2>/dev/null
+			for ((i = 0; i < 100; i++)); do ct_pid_alive $nspawn || break; sleep 0.1; done
+			ct_pid_alive $nspawn && kill -KILL "${nspawn%% *}" 2>/dev/null && sleep 0.5
+			ct_pid_alive $nspawn && continue
+		fi
+		! mountpoint -q "$d/root" || umount "$d/root" 2>/dev/null || umount -l "$d/root" || continue
+		ct_log "removing leftover $d"
+		rm -rf --one-file-system "$d"
+	done
 }
