@@ -11,6 +11,7 @@
 #include "log.h"
 #include "report.h"
 #include "state.h"
+#include "reconcile.h"
 #include "units.h"
 #include <systemd/sd-bus.h>
 
@@ -23,6 +24,8 @@ struct context {
         const char *state_dir;
         bool json;
         bool quiet;
+        bool dry_run;
+        struct config config;
 };
 
 static void help(void) {
@@ -32,11 +35,13 @@ static void help(void) {
                "(e.g. tailscale0 after tailscaled restarted during an upgrade).\n"
                "\n"
                "Commands:\n"
-               "  snapshot        record links, interface references and TUN owners (before dpkg runs)\n"
+               "  (none)          check, reload the units that loaded the stale tables, verify\n"
+               "  snapshot        record links, interface references, TUN owners and units (before dpkg runs)\n"
                "  check           report stale references; exit 0 none, 1 some, 2 error\n"
                "\n"
                "Options:\n"
                "  --json          print the findings as one JSON object\n"
+               "  --dry-run       print the plan, touch nothing\n"
                "  --run-dir DIR   snapshot and lock (default %s)\n"
                "  --state-dir DIR link history (default %s)\n"
                "  -q, --quiet     print nothing on success\n"
@@ -198,12 +203,128 @@ static int cmd_check(const struct context *ctx) {
         return f.n_stale > 0 ? EXIT_STALE : 0;
 }
 
+static void print_actions(const struct reconcile_result *res) {
+        for (size_t i = 0; i < res->n_actions; i++) {
+                const struct action *a = &res->actions[i];
+                const struct plan_item *p = &a->plan;
+                switch (a->state) {
+                case ACTION_RELOADED:
+                        printf("table %s %s: reloaded %s in %.2f s (%s)\n", p->family, p->table, p->unit,
+                               (double) a->result.duration_usec / 1e6, p->why);
+                        break;
+                case ACTION_FAILED:
+                        printf("table %s %s: reloading %s failed: %s (%s)\n", p->family, p->table, p->unit,
+                               a->result.job_result[0] ? a->result.job_result : strerror(-a->error), p->why);
+                        break;
+                case ACTION_WOULD_RELOAD:
+                        printf("table %s %s: would reload %s (%s)\n", p->family, p->table, p->unit, p->why);
+                        break;
+                case ACTION_NEVER_TOUCH:
+                        printf("table %s %s: not reloading %s: it is in Reconcile-After-Upgrade::Never-Touch\n",
+                               p->family, p->table, p->unit);
+                        break;
+                case ACTION_POLICY_FORBIDS:
+                        printf("table %s %s: not reloading %s: policy-rc.d forbids it\n", p->family, p->table,
+                               p->unit);
+                        break;
+                case ACTION_NO_UNIT:
+                        printf("table %s %s: %s\n", p->family, p->table, p->why);
+                        break;
+                case ACTION_SAME_UNIT:
+                        break;
+                }
+        }
+}
+
+static int cmd_reconcile(struct context *ctx) {
+        _cleanup_(observation_done) struct observation o = {};
+        _cleanup_(snapshot_done) struct snapshot before = {};
+        _cleanup_(link_history_done) struct link_history h = {};
+        _cleanup_(findings_done) struct findings f = {};
+        _cleanup_(reconcile_result_done) struct reconcile_result res = {};
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        uint64_t now = (uint64_t) time(NULL);
+        bool have_snapshot;
+        int r;
+
+        r = state_dirs_ensure(ctx);
+        if (r < 0)
+                return r;
+        /* Serialises runs: the second one finds the rules already fresh and reloads nothing. */
+        _cleanup_close_ int lock = lock_take(ctx);
+        if (lock < 0)
+                return lock;
+
+        r = observe(&o);
+        if (r < 0)
+                return r;
+        r = snapshot_read(ctx->run_dir, &before);
+        have_snapshot = r >= 0;
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "Ignoring unreadable snapshot %s/%s: %m", ctx->run_dir, SNAPSHOT_FILE);
+        r = history_read(ctx->state_dir, &h);
+        if (r < 0)
+                log_warning_errno(r, "Ignoring unreadable link history %s/%s: %m", ctx->state_dir, HISTORY_FILE);
+        r = diagnose(&o, have_snapshot ? &before : NULL, &h, &f);
+        if (r < 0)
+                return log_error_errno(r, "Failed to compare against the snapshot: %m");
+        history_update(ctx, &h, &o.links, now);
+
+        if (f.n_stale == 0) {
+                if (!ctx->quiet)
+                        printf("No stale interface references.\n");
+                return 0;
+        }
+
+        if (systemd_running() < 0)
+                return log_error_errno(ENOMEDIUM, "%zu stale interface references, but systemd is not running here "
+                                                  "(chroot?): nothing reloaded.", f.n_stale);
+        r = units_bus_open(&bus);
+        if (r < 0)
+                return log_error_errno(r, "%zu stale interface references, but the system bus is unreachable: %m; "
+                                          "nothing reloaded.", f.n_stale);
+        r = act_system_stopping(bus);
+        if (r > 0)
+                return log_error_errno(ESHUTDOWN, "%zu stale interface references, but the system is shutting "
+                                                  "down: nothing reloaded.", f.n_stale);
+        if ((r = act_subscribe(bus)) < 0)
+                return log_error_errno(r, "Failed to subscribe to systemd's job signals: %m");
+
+        struct reconcile_options opt = {.config = &ctx->config, .dry_run = ctx->dry_run,
+                                        .policy_rc_d = "/usr/sbin/policy-rc.d"};
+        r = reconcile_plan_and_act(bus, &opt, &f, &res);
+        if (r < 0)
+                return r;
+        print_actions(&res);
+
+        if (ctx->dry_run || ctx->config.mode == MODE_REPORT)
+                return EXIT_STALE;
+
+        /* Verify: read the ruleset again; whatever is still stale is said. */
+        ruleset_done(&o.ruleset);
+        link_table_done(&o.links);
+        findings_done(&f);
+        if ((r = links_dump(&o.links)) < 0 || (r = ruleset_read(&o.ruleset, NULL, NULL)) < 0)
+                return log_error_errno(r, "Failed to read the ruleset again to verify: %m");
+        r = diagnose(&o, have_snapshot ? &before : NULL, &h, &f);
+        if (r < 0)
+                return log_oom();
+        if (f.n_stale == 0) {
+                printf("Verified: no stale interface references remain.\n");
+                return 0;
+        }
+        printf("%zu stale interface references remain:\n", f.n_stale);
+        report_human(&f, stdout);
+        return EXIT_STALE;
+}
+
 int main(int argc, char *argv[]) {
-        enum { ARG_RUN_DIR = 0x100, ARG_STATE_DIR, ARG_JSON, ARG_VERSION };
+        enum { ARG_RUN_DIR = 0x100, ARG_STATE_DIR, ARG_JSON, ARG_VERSION, ARG_DRY_RUN };
         static const struct option options[] = {
                 {"run-dir", required_argument, NULL, ARG_RUN_DIR},
                 {"state-dir", required_argument, NULL, ARG_STATE_DIR},
                 {"json", no_argument, NULL, ARG_JSON},
+                {"dry-run", no_argument, NULL, ARG_DRY_RUN},
                 {"quiet", no_argument, NULL, 'q'},
                 {"verbose", no_argument, NULL, 'v'},
                 {"help", no_argument, NULL, 'h'},
@@ -221,6 +342,7 @@ int main(int argc, char *argv[]) {
                 case ARG_RUN_DIR: ctx.run_dir = optarg; break;
                 case ARG_STATE_DIR: ctx.state_dir = optarg; break;
                 case ARG_JSON: ctx.json = true; break;
+                case ARG_DRY_RUN: ctx.dry_run = true; break;
                 case 'q': ctx.quiet = true; break;
                 case 'v': log_set_max_level(LOG_DEBUG); break;
                 case 'h': help(); return 0;
@@ -230,17 +352,18 @@ int main(int argc, char *argv[]) {
                         return EXIT_ERROR;
                 }
 
-        if (optind >= argc) {
-                log_error("No command given; see 'reconcile-after-upgrade --help'.");
-                return EXIT_ERROR;
-        }
         if (optind + 1 < argc) {
                 log_error("Unexpected argument '%s'.", argv[optind + 1]);
                 return EXIT_ERROR;
         }
 
-        const char *cmd = argv[optind];
-        if (streq(cmd, "snapshot"))
+        /* A malformed value has been reported and replaced by its default: go on. */
+        (void) config_load(NULL, &ctx.config);
+
+        const char *cmd = optind < argc ? argv[optind] : NULL;
+        if (!cmd)
+                r = cmd_reconcile(&ctx);
+        else if (streq(cmd, "snapshot"))
                 r = cmd_snapshot(&ctx);
         else if (streq(cmd, "check"))
                 r = cmd_check(&ctx);
@@ -248,5 +371,6 @@ int main(int argc, char *argv[]) {
                 log_error("Unknown command '%s'; see 'reconcile-after-upgrade --help'.", cmd);
                 return EXIT_ERROR;
         }
+        config_done(&ctx.config);
         return r < 0 ? EXIT_ERROR : r;
 }

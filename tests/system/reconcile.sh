@@ -1,0 +1,132 @@
+#!/bin/bash
+# The post-mortem's units under real systemd: tailscaled re-creates tailscale0 on restart; nftables-local.service
+# (oneshot, Wants= only) loads `iif "tailscale0"` rules with policy drop. reconcile-after-upgrade finds that unit
+# with no configuration, reloads it once, and verifies. Also: --dry-run, report mode, never-touch, policy-rc.d,
+# a failing reload, and two runs at once.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+: "${top_builddir:=$(cd "$here/../.." && pwd)/build}"
+source "$here/container.sh"
+
+[ "$(id -u)" -eq 0 ] || ct_bail "the container tier needs root"
+ct_rootfs_ensure || ct_bail "no rootfs"
+ct_boot rau-reconcile || ct_bail "container did not boot"
+
+ct_copy_in "$top_builddir/reconcile-after-upgrade" /usr/local/sbin/reconcile-after-upgrade
+ct_copy_in "$top_builddir/tests/tun-holder" /usr/local/bin/tun-holder
+ct_exec sh -c 'cat >/etc/systemd/system/tailscaled.service' <<'UNIT'
+[Unit]
+Description=stand-in for tailscaled: re-creates tailscale0 at every start
+[Service]
+ExecStart=/usr/local/bin/tun-holder tailscale0
+[Install]
+WantedBy=multi-user.target
+UNIT
+ct_exec sh -c 'cat >/etc/systemd/system/nftables-local.service' <<'UNIT'
+[Unit]
+Description=local firewall (as in the post-mortem: oneshot, Wants= only)
+Wants=tailscaled.service
+After=tailscaled.service
+[Service]
+Type=oneshot
+ExecStart=/etc/nftables-local.sh
+[Install]
+WantedBy=multi-user.target
+UNIT
+ct_exec sh -c 'cat >/etc/nftables-local.sh; chmod +x /etc/nftables-local.sh' <<'SCRIPT'
+#!/bin/sh
+set -e
+[ -e /etc/nftables-local.fail ] && exit 1
+nft list table inet filter >/dev/null 2>&1 && nft delete table inet filter
+nft -f - <<'NFT'
+table inet filter {
+	chain forward {
+		type filter hook forward priority 0; policy drop;
+		iif "tailscale0" accept
+		oif "tailscale0" ct state established,related accept
+	}
+}
+NFT
+SCRIPT
+ct_exec systemctl daemon-reload
+ct_exec systemctl enable --now tailscaled.service >/dev/null 2>&1
+for _ in $(seq 100); do ct_exec ip link show tailscale0 >/dev/null 2>&1 && break; sleep 0.05; done
+ct_exec systemctl enable --now nftables-local.service >/dev/null 2>&1
+ct_check "nftables-local.service loaded the rules" ct_exec nft list chain inet filter forward
+
+restart_daemon() {
+	ct_exec systemctl restart tailscaled.service
+	for _ in $(seq 100); do ct_exec ip link show tailscale0 >/dev/null 2>&1 && break; sleep 0.05; done
+}
+stale_rules() { ct_exec nft list chain inet filter forward | grep -cE 'iif [0-9]+|oif [0-9]+'; }
+reloads() { ct_exec journalctl -q -u nftables-local.service -o cat | grep -c "Finished nftables-local.service"; }
+
+ct_exec reconcile-after-upgrade -q snapshot
+restart_daemon
+ct_check "after the daemon restart the rules are stale (as in the incident)" test "$(stale_rules)" -eq 2
+
+# --dry-run: the plan, nothing touched
+n0=$(reloads)
+out=$(ct_exec reconcile-after-upgrade --dry-run)
+rc=$?
+ct_diag "$out"
+ct_check "--dry-run exits 1 (stale remains)" test $rc -eq 1
+ct_check "--dry-run names the unit found through Wants= with no configuration" \
+	grep -q "table inet filter: would reload nftables-local.service (Wants=tailscaled.service and it runs nft)" <<<"$out"
+ct_check "--dry-run changed nothing" test "$(stale_rules) $(reloads)" = "2 $n0"
+
+# the real run
+out=$(ct_exec reconcile-after-upgrade)
+rc=$?
+ct_diag "$out"
+ct_check "reconcile exits 0" test $rc -eq 0
+ct_check "it reloaded nftables-local.service" grep -qE "table inet filter: reloaded nftables-local.service in [0-9.]+ s" <<<"$out"
+ct_check "and verified" grep -q "Verified: no stale interface references remain." <<<"$out"
+ct_check "the ruleset is fresh" test "$(stale_rules)" -eq 0
+ct_check "the rules name tailscale0 again" ct_exec sh -c 'nft list chain inet filter forward | grep -q "iif \"tailscale0\""'
+ct_check "the unit ran once more" test "$(reloads)" -eq $((n0 + 1))
+
+# report mode
+restart_daemon
+ct_exec sh -c 'echo "Reconcile-After-Upgrade::Mode \"report\";" >/etc/apt/apt.conf.d/99rau-test'
+out=$(ct_exec reconcile-after-upgrade)
+rc=$?
+ct_check "report mode: exit 1, says what it would reload" \
+	test "$rc $(grep -c 'would reload nftables-local.service' <<<"$out")" = "1 1"
+ct_check "report mode: nothing reloaded" test "$(stale_rules)" -eq 2
+
+# never touch
+ct_exec sh -c 'echo "Reconcile-After-Upgrade::Never-Touch { \"nftables-local.service\"; };" >/etc/apt/apt.conf.d/99rau-test'
+out=$(ct_exec reconcile-after-upgrade)
+rc=$?
+ct_check "never-touch: exit 1, and the run says so" \
+	test "$rc $(grep -c 'not reloading nftables-local.service: it is in Reconcile-After-Upgrade::Never-Touch' <<<"$out")" = "1 1"
+ct_check "never-touch: nothing reloaded" test "$(stale_rules)" -eq 2
+ct_exec rm -f /etc/apt/apt.conf.d/99rau-test
+
+# policy-rc.d
+ct_exec sh -c 'printf "#!/bin/sh\nexit 101\n" >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d'
+out=$(ct_exec reconcile-after-upgrade)
+rc=$?
+ct_check "policy-rc.d 101: exit 1, not reloaded, and said" \
+	test "$rc $(grep -c 'policy-rc.d forbids it' <<<"$out") $(stale_rules)" = "1 1 2"
+ct_exec rm -f /usr/sbin/policy-rc.d
+
+# a reload that fails
+ct_exec touch /etc/nftables-local.fail
+out=$(ct_exec reconcile-after-upgrade)
+rc=$?
+ct_diag "$out"
+ct_check "failing reload: exit 1, reported as failed" \
+	test "$rc $(grep -c 'reloading nftables-local.service failed: failed' <<<"$out")" = "1 1"
+ct_exec rm -f /etc/nftables-local.fail
+
+# two runs at once: one reload
+n0=$(reloads)
+ct_exec sh -c 'reconcile-after-upgrade >/var/tmp/a.out 2>&1 & reconcile-after-upgrade >/var/tmp/b.out 2>&1 & wait'
+ct_check "two runs at once: one reload" test "$(reloads)" -eq $((n0 + 1))
+ct_check "and the other found nothing stale" \
+	test "$(ct_exec cat /var/tmp/a.out /var/tmp/b.out | grep -c 'No stale interface references.')" -eq 1
+ct_check "the ruleset is fresh" test "$(stale_rules)" -eq 0
+
+ct_tap_done
