@@ -12,6 +12,7 @@
 #include "report.h"
 #include "state.h"
 #include "reconcile.h"
+#include "record.h"
 #include "units.h"
 #include <systemd/sd-bus.h>
 
@@ -38,6 +39,7 @@ static void help(void) {
                "  (none)          check, reload the units that loaded the stale tables, verify\n"
                "  snapshot        record links, interface references, TUN owners and units (before dpkg runs)\n"
                "  check           report stale references; exit 0 none, 1 some, 2 error\n"
+               "  history         the runs that found or did something (--json: the raw records)\n"
                "\n"
                "Options:\n"
                "  --json          print the findings as one JSON object\n"
@@ -236,11 +238,21 @@ static void print_actions(const struct reconcile_result *res) {
         }
 }
 
+static void record_run(const struct context *ctx, uint64_t now, enum record_outcome outcome,
+                       const struct findings *found, const struct reconcile_result *res, const struct findings *left) {
+        _cleanup_(json_decrefp) json_t *rec = record_build(now, outcome, found, res, left);
+        if (!rec) {
+                log_oom();
+                return;
+        }
+        record_store(ctx->state_dir, rec);
+}
+
 static int cmd_reconcile(struct context *ctx) {
-        _cleanup_(observation_done) struct observation o = {};
+        _cleanup_(observation_done) struct observation o = {}, verify = {};
         _cleanup_(snapshot_done) struct snapshot before = {};
         _cleanup_(link_history_done) struct link_history h = {};
-        _cleanup_(findings_done) struct findings f = {};
+        _cleanup_(findings_done) struct findings f = {}, left = {};
         _cleanup_(reconcile_result_done) struct reconcile_result res = {};
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         uint64_t now = (uint64_t) time(NULL);
@@ -277,18 +289,21 @@ static int cmd_reconcile(struct context *ctx) {
         }
 
         if (systemd_running() < 0)
-                return log_error_errno(ENOMEDIUM, "%zu stale interface references, but systemd is not running here "
-                                                  "(chroot?): nothing reloaded.", f.n_stale);
-        r = units_bus_open(&bus);
-        if (r < 0)
-                return log_error_errno(r, "%zu stale interface references, but the system bus is unreachable: %m; "
-                                          "nothing reloaded.", f.n_stale);
-        r = act_system_stopping(bus);
-        if (r > 0)
-                return log_error_errno(ESHUTDOWN, "%zu stale interface references, but the system is shutting "
-                                                  "down: nothing reloaded.", f.n_stale);
-        if ((r = act_subscribe(bus)) < 0)
-                return log_error_errno(r, "Failed to subscribe to systemd's job signals: %m");
+                r = log_error_errno(ENOMEDIUM, "%zu stale interface references, but systemd is not running here "
+                                               "(chroot?): nothing reloaded.", f.n_stale);
+        else if ((r = units_bus_open(&bus)) < 0)
+                r = log_error_errno(r, "%zu stale interface references, but the system bus is unreachable: %m; "
+                                       "nothing reloaded.", f.n_stale);
+        else if (act_system_stopping(bus) > 0)
+                r = log_error_errno(ESHUTDOWN, "%zu stale interface references, but the system is shutting down: "
+                                               "nothing reloaded.", f.n_stale);
+        else if ((r = act_subscribe(bus)) < 0)
+                r = log_error_errno(r, "Failed to subscribe to systemd's job signals: %m");
+        if (r < 0) {
+                if (!ctx->dry_run)
+                        record_run(ctx, now, OUTCOME_STALE, &f, NULL, NULL);
+                return r;
+        }
 
         struct reconcile_options opt = {.config = &ctx->config, .dry_run = ctx->dry_run,
                                         .policy_rc_d = "/usr/sbin/policy-rc.d"};
@@ -297,25 +312,41 @@ static int cmd_reconcile(struct context *ctx) {
                 return r;
         print_actions(&res);
 
-        if (ctx->dry_run || ctx->config.mode == MODE_REPORT)
+        if (ctx->dry_run)
                 return EXIT_STALE;
 
-        /* Verify: read the ruleset again; whatever is still stale is said. */
-        ruleset_done(&o.ruleset);
-        link_table_done(&o.links);
-        findings_done(&f);
-        if ((r = links_dump(&o.links)) < 0 || (r = ruleset_read(&o.ruleset, NULL, NULL)) < 0)
+        bool acted = false, failed = false;
+        for (size_t i = 0; i < res.n_actions; i++) {
+                acted = acted || res.actions[i].state == ACTION_RELOADED || res.actions[i].state == ACTION_FAILED;
+                failed = failed || res.actions[i].state == ACTION_FAILED;
+        }
+        if (!acted) {
+                record_run(ctx, now, OUTCOME_STALE, &f, &res, NULL);
+                return EXIT_STALE;
+        }
+
+        /* Verify: read the ruleset again; whatever is still stale is said. The first observation stays: the
+         * findings point into it. */
+        if ((r = links_dump(&verify.links)) < 0 || (r = ruleset_read(&verify.ruleset, NULL, NULL)) < 0) {
+                record_run(ctx, now, OUTCOME_FAILED, &f, &res, NULL);
                 return log_error_errno(r, "Failed to read the ruleset again to verify: %m");
-        r = diagnose(&o, have_snapshot ? &before : NULL, &h, &f);
+        }
+        r = diagnose(&verify, have_snapshot ? &before : NULL, &h, &left);
         if (r < 0)
                 return log_oom();
-        if (f.n_stale == 0) {
+
+        record_run(ctx, now, failed ? OUTCOME_FAILED : left.n_stale ? OUTCOME_STALE : OUTCOME_FIXED, &f, &res, &left);
+        if (left.n_stale == 0) {
                 printf("Verified: no stale interface references remain.\n");
-                return 0;
+                return failed ? EXIT_STALE : 0;
         }
-        printf("%zu stale interface references remain:\n", f.n_stale);
-        report_human(&f, stdout);
+        printf("%zu stale interface references remain:\n", left.n_stale);
+        report_human(&left, stdout);
         return EXIT_STALE;
+}
+
+static int cmd_history(const struct context *ctx) {
+        return record_show_history(ctx->state_dir, ctx->json, stdout);
 }
 
 int main(int argc, char *argv[]) {
@@ -367,6 +398,8 @@ int main(int argc, char *argv[]) {
                 r = cmd_snapshot(&ctx);
         else if (streq(cmd, "check"))
                 r = cmd_check(&ctx);
+        else if (streq(cmd, "history"))
+                r = cmd_history(&ctx);
         else {
                 log_error("Unknown command '%s'; see 'reconcile-after-upgrade --help'.", cmd);
                 return EXIT_ERROR;

@@ -73,7 +73,8 @@ ct_diag "$out"
 ct_check "--dry-run exits 1 (stale remains)" test $rc -eq 1
 ct_check "--dry-run names the unit found through Wants= with no configuration" \
 	grep -q "table inet filter: would reload nftables-local.service (Wants=tailscaled.service and it runs nft)" <<<"$out"
-ct_check "--dry-run changed nothing" test "$(stale_rules) $(reloads)" = "2 $n0"
+ct_check "--dry-run changed nothing, recorded nothing" \
+	test "$(stale_rules) $(reloads) $(ct_exec sh -c 'ls /var/lib/reconcile-after-upgrade/history.jsonl 2>/dev/null | wc -l')" = "2 $n0 0"
 
 # the real run
 out=$(ct_exec reconcile-after-upgrade)
@@ -86,6 +87,29 @@ ct_check "the ruleset is fresh" test "$(stale_rules)" -eq 0
 ct_check "the rules name tailscale0 again" ct_exec sh -c 'nft list chain inet filter forward | grep -q "iif \"tailscale0\""'
 ct_check "the unit ran once more" test "$(reloads)" -eq $((n0 + 1))
 
+# the record: journal (with its catalog entry), history, summary
+MID=1081ccdfd4e44403bdfd47027dcb408a
+ct_exec journalctl --flush >/dev/null 2>&1
+j=$(ct_exec journalctl -q -o json MESSAGE_ID=$MID | tail -1)
+ct_diag "$(echo "$j" | jq -r .MESSAGE)"
+ct_check "one journal entry with the MESSAGE_ID" test "$(ct_exec journalctl -q -o cat MESSAGE_ID=$MID | wc -l)" -eq 1
+ct_check "its fields: outcome fixed, 2 found, 0 left, at info priority" \
+	test "$(echo "$j" | jq -r '"\(.RAU_OUTCOME) \(.RAU_STALE_FOUND) \(.RAU_STALE_LEFT) \(.PRIORITY)"')" = "fixed 2 0 6"
+ct_check "its fields: the unit reloaded, the daemon restarted, the interface old -> new" \
+	test "$(echo "$j" | jq -r '"\(.RAU_UNITS_RELOADED)|\(.RAU_RESTARTED_UNITS)|\(.RAU_INTERFACES)"' | sed -E 's/[0-9]+->[0-9]+/N->M/')" = "nftables-local.service:reloaded|tailscaled.service|tailscale0 N->M"
+ct_copy_in "$here/../../etc/reconcile-after-upgrade.catalog" /usr/lib/systemd/catalog/reconcile-after-upgrade.catalog
+ct_exec journalctl --update-catalog
+ct_check "the catalog explains the entry" \
+	ct_exec sh -c "journalctl -q -x MESSAGE_ID=$MID | grep -q 'nftables rules held the index of a re-created interface'"
+ct_check "one history record, mode 0600" \
+	test "$(ct_exec sh -c 'wc -l </var/lib/reconcile-after-upgrade/history.jsonl; stat -c %a /var/lib/reconcile-after-upgrade/history.jsonl' | tr '\n' ' ')" = "1 600 "
+rec=$(ct_exec cat /var/lib/reconcile-after-upgrade/last-run.json)
+ct_check "the summary names the action, its result and duration" \
+	test "$(echo "$rec" | jq -r '.actions[0] | "\(.unit) \(.state) \(.job_result) \(.seconds > 0)"')" = "nftables-local.service reloaded done true"
+out=$(ct_exec reconcile-after-upgrade history)
+ct_diag "$out"
+ct_check "history shows the run as a table" grep -qE "fixed +2 +0  nftables-local.service:reloaded" <<<"$out"
+
 # report mode
 restart_daemon
 ct_exec sh -c 'echo "Reconcile-After-Upgrade::Mode \"report\";" >/etc/apt/apt.conf.d/99rau-test'
@@ -94,6 +118,8 @@ rc=$?
 ct_check "report mode: exit 1, says what it would reload" \
 	test "$rc $(grep -c 'would reload nftables-local.service' <<<"$out")" = "1 1"
 ct_check "report mode: nothing reloaded" test "$(stale_rules)" -eq 2
+ct_check "report mode: the record says what would have been" \
+	test "$(ct_exec cat /var/lib/reconcile-after-upgrade/last-run.json | jq -r '"\(.outcome) \(.actions[0].state) \(.actions[0].unit)"')" = "stale would-reload nftables-local.service"
 
 # never touch
 ct_exec sh -c 'echo "Reconcile-After-Upgrade::Never-Touch { \"nftables-local.service\"; };" >/etc/apt/apt.conf.d/99rau-test'
@@ -119,6 +145,8 @@ rc=$?
 ct_diag "$out"
 ct_check "failing reload: exit 1, reported as failed" \
 	test "$rc $(grep -c 'reloading nftables-local.service failed: failed' <<<"$out")" = "1 1"
+ct_check "failing reload: journal entry at error priority, outcome failed" \
+	test "$(ct_exec journalctl -q -o json MESSAGE_ID=1081ccdfd4e44403bdfd47027dcb408a | tail -1 | jq -r '"\(.PRIORITY) \(.RAU_OUTCOME)"')" = "3 failed"
 ct_exec rm -f /etc/nftables-local.fail
 
 # two runs at once: one reload

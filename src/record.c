@@ -1,0 +1,190 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* record.c: one record per run that found something, rendered for the journal, the history and the summary. */
+#include <string.h>
+#include <systemd/sd-journal.h>
+#include <time.h>
+
+#include "fileio.h"
+#include "json-util.h"
+#include "log.h"
+#include "record.h"
+
+#define HISTORY_MAX_SIZE (64u * 1024 * 1024)
+
+static const char *const outcome_table[] = {
+        [OUTCOME_FIXED] = "fixed",
+        [OUTCOME_STALE] = "stale",
+        [OUTCOME_FAILED] = "failed",
+        [OUTCOME_DRY_RUN] = "dry-run",
+};
+
+const char *record_outcome_to_string(enum record_outcome o) {
+        return o < ELEMENTSOF(outcome_table) ? outcome_table[o] : "?";
+}
+
+static json_t *stale_list(const struct findings *f) {
+        json_t *a = json_array();
+        for (size_t k = 0; a && k < f->n_stale; k++) {
+                const struct iface_ref *ref = f->stale[k].ref;
+                json_t *e = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:s, s:I, s:o}", "family",
+                                      nfproto_to_string(ref->family), "table", ref->table, "chain", ref->chain, "set",
+                                      ref->set, "handle", (json_int_t) ref->handle, "key", ref_key_to_string(ref->key),
+                                      "ifindex", (json_int_t) ref->ifindex, "was", json_string_or_null(f->stale[k].was));
+                if (json_array_append_new(a, e) < 0) {
+                        json_decref(a);
+                        return NULL;
+                }
+        }
+        return a;
+}
+
+json_t *record_build(uint64_t now, enum record_outcome outcome, const struct findings *found,
+                     const struct reconcile_result *res, const struct findings *left) {
+        _cleanup_(json_decrefp) json_t *ifaces = json_array(), *actions = json_array(), *restarted = json_array();
+        if (!ifaces || !actions || !restarted)
+                return NULL;
+
+        for (size_t k = 0; k < found->n_restarted_units; k++)
+                if (json_array_append_new(restarted, json_string(found->restarted_units[k])) < 0)
+                        return NULL;
+        for (size_t k = 0; k < found->n_ifaces; k++) {
+                const struct iface_finding *i = &found->ifaces[k];
+                if (json_array_append_new(ifaces, json_pack("{s:s, s:s, s:I, s:o, s:s?}", "name", i->name, "change",
+                                                            i->change == IFACE_RECREATED ? "recreated" : "vanished",
+                                                            "old_ifindex", (json_int_t) i->old_ifindex, "new_ifindex",
+                                                            i->new_ifindex ? json_integer(i->new_ifindex) : json_null(),
+                                                            "unit", i->owner ? i->owner->unit : NULL)) < 0)
+                        return NULL;
+        }
+        for (size_t k = 0; res && k < res->n_actions; k++) {
+                const struct action *a = &res->actions[k];
+                if (a->state == ACTION_SAME_UNIT)
+                        continue;
+                if (json_array_append_new(
+                            actions, json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s?, s:f}", "family", a->plan.family,
+                                               "table", a->plan.table, "unit", a->plan.unit, "why", a->plan.why,
+                                               "state", action_state_to_string(a->state), "job_result",
+                                               a->result.job_result[0] ? a->result.job_result : NULL, "seconds",
+                                               (double) a->result.duration_usec / 1e6)) < 0)
+                        return NULL;
+        }
+
+        return json_pack("{s:I, s:s, s:o, s:o, s:I, s:o, s:o, s:I, s:o?}", "time", (json_int_t) now, "outcome",
+                         record_outcome_to_string(outcome), "restarted_units", TAKE_PTR(restarted), "interfaces",
+                         TAKE_PTR(ifaces), "stale_found", (json_int_t) found->n_stale, "stale", stale_list(found),
+                         "actions", TAKE_PTR(actions), "stale_left", (json_int_t) (left ? left->n_stale : found->n_stale),
+                         "stale_left_list", left && left->n_stale ? stale_list(left) : NULL);
+}
+
+/* "a b c" from an array of strings, or of objects' field. */
+static char *join(json_t *array, const char *field, const char *field2) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        size_t i;
+        json_t *v;
+        if (!f)
+                return NULL;
+        json_array_foreach(array, i, v) {
+                const char *s = field ? json_string_value(json_object_get(v, field)) : json_string_value(v);
+                const char *s2 = field2 ? json_string_value(json_object_get(v, field2)) : NULL;
+                fprintf(f, "%s%s%s%s", i ? " " : "", s ? s : "-", s2 ? ":" : "", s2 ? s2 : "");
+        }
+        fclose(f);
+        return buf;
+}
+
+static void record_journal(json_t *rec) {
+        const char *outcome = json_string_value(json_object_get(rec, "outcome"));
+        json_int_t found = json_integer_value(json_object_get(rec, "stale_found"));
+        json_int_t left = json_integer_value(json_object_get(rec, "stale_left"));
+        _cleanup_free_ char *units = join(json_object_get(rec, "actions"), "unit", "state");
+        _cleanup_free_ char *restarted = join(json_object_get(rec, "restarted_units"), NULL, NULL);
+        _cleanup_free_ char *ifaces = NULL;
+        {
+                char *buf = NULL;
+                size_t len = 0;
+                FILE *f = open_memstream(&buf, &len);
+                size_t i;
+                json_t *v;
+                if (f) {
+                        json_array_foreach(json_object_get(rec, "interfaces"), i, v) {
+                                json_t *n = json_object_get(v, "new_ifindex");
+                                fprintf(f, "%s%s %lld->%s%lld", i ? " " : "",
+                                        json_string_value(json_object_get(v, "name")),
+                                        (long long) json_integer_value(json_object_get(v, "old_ifindex")),
+                                        json_is_null(n) ? "gone" : "", json_is_null(n) ? 0LL : (long long) json_integer_value(n));
+                        }
+                        fclose(f);
+                        ifaces = buf;
+                }
+        }
+        _cleanup_free_ char *json = json_dumps(rec, JSON_COMPACT);
+        int priority = streq_ptr(outcome, "failed") ? LOG_ERR : streq_ptr(outcome, "fixed") ? LOG_INFO : LOG_WARNING;
+
+        int r = sd_journal_send("MESSAGE=reconcile-after-upgrade: %s: %lld stale interface reference(s) found, %lld "
+                                "left; units: %s",
+                                outcome, (long long) found, (long long) left, units && *units ? units : "none",
+                                "MESSAGE_ID=" RECORD_MESSAGE_ID, "PRIORITY=%i", priority, "RAU_OUTCOME=%s", outcome,
+                                "RAU_STALE_FOUND=%lld", (long long) found, "RAU_STALE_LEFT=%lld", (long long) left,
+                                "RAU_UNITS_RELOADED=%s", units ? units : "", "RAU_RESTARTED_UNITS=%s",
+                                restarted ? restarted : "", "RAU_INTERFACES=%s", ifaces ? ifaces : "",
+                                "RAU_RECORD=%s", json ? json : "", NULL);
+        if (r < 0)
+                log_debug_errno(r, "record: journal: %m");
+}
+
+void record_store(const char *state_dir, json_t *record) {
+        int r;
+
+        record_journal(record);
+
+        _cleanup_free_ char *line = json_dumps(record, JSON_COMPACT);
+        if (!line) {
+                log_oom();
+                return;
+        }
+        size_t len = strlen(line);
+        line[len] = '\n'; /* json_dumps leaves room for the NUL we overwrite: the write below is len + 1 bytes */
+        r = file_append(state_dir, RECORD_HISTORY_FILE, line, len + 1);
+        if (r < 0)
+                log_warning_errno(r, "Failed to append to %s/%s: %m", state_dir, RECORD_HISTORY_FILE);
+        r = file_replace(state_dir, RECORD_SUMMARY_FILE, line, len + 1);
+        if (r < 0)
+                log_warning_errno(r, "Failed to write %s/%s: %m", state_dir, RECORD_SUMMARY_FILE);
+}
+
+int record_show_history(const char *state_dir, bool json, FILE *out) {
+        _cleanup_free_ char *text = NULL;
+        int r = file_read(state_dir, RECORD_HISTORY_FILE, HISTORY_MAX_SIZE, &text, NULL);
+        if (r == -ENOENT) {
+                if (!json)
+                        fprintf(out, "No runs recorded in %s/%s.\n", state_dir, RECORD_HISTORY_FILE);
+                return 0;
+        }
+        if (r < 0)
+                return log_error_errno(r, "Failed to read %s/%s: %m", state_dir, RECORD_HISTORY_FILE);
+
+        if (json) {
+                fputs(text, out);
+                return 0;
+        }
+        fprintf(out, "%-20s %-8s %5s %4s  %s\n", "TIME", "OUTCOME", "FOUND", "LEFT", "UNITS");
+        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+                _cleanup_(json_decrefp) json_t *rec = json_loads(line, 0, NULL);
+                if (!rec) {
+                        fprintf(out, "(unreadable line)\n");
+                        continue;
+                }
+                time_t t = (time_t) json_integer_value(json_object_get(rec, "time"));
+                char when[32];
+                strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
+                _cleanup_free_ char *units = join(json_object_get(rec, "actions"), "unit", "state");
+                fprintf(out, "%-20s %-8s %5lld %4lld  %s\n", when,
+                        json_string_value(json_object_get(rec, "outcome")) ?: "?",
+                        (long long) json_integer_value(json_object_get(rec, "stale_found")),
+                        (long long) json_integer_value(json_object_get(rec, "stale_left")),
+                        units && *units ? units : "-");
+        }
+        return 0;
+}

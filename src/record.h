@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* record.h: what a run found and did, kept three ways: a journal entry (fixed MESSAGE_ID, structured fields), one
+ * line appended to the history (JSON lines, O_APPEND, synced, 0600), and the latest summary (replaced by rename). */
+#pragma once
+
+#include <jansson.h>
+
+#include "diagnose.h"
+#include "reconcile.h"
+
+#define RECORD_MESSAGE_ID "1081ccdfd4e44403bdfd47027dcb408a"
+#define RECORD_HISTORY_FILE "history.jsonl"
+#define RECORD_SUMMARY_FILE "last-run.json"
+
+enum record_outcome {
+        OUTCOME_FIXED,    /* every stale reference resolved after the reloads */
+        OUTCOME_STALE,    /* stale references remain (nothing could be reloaded, or report mode) */
+        OUTCOME_FAILED,   /* a reload job failed */
+        OUTCOME_DRY_RUN,
+};
+
+const char *record_outcome_to_string(enum record_outcome o);
+
+/* found: the findings before acting; left: after verifying (NULL when nothing was acted on). */
+json_t *record_build(uint64_t now, enum record_outcome outcome, const struct findings *found,
+                     const struct reconcile_result *res, const struct findings *left);
+
+/* Journal, history and summary. Each failure is logged as a warning: recording never fails the run. */
+void record_store(const char *state_dir, json_t *record);
+
+/* Prints the history as a table (or the raw JSON lines). */
+int record_show_history(const char *state_dir, bool json, FILE *out);
