@@ -152,3 +152,31 @@ void findings_done(struct findings *f) {
         free(f->ifaces);
         *f = (struct findings){};
 }
+
+static bool path_in(const struct nft_path *paths, size_t n, const struct nft_path *p) {
+        for (size_t i = 0; i < n; i++)
+                if (paths[i].family == p->family && streq(paths[i].table, p->table) && streq_ptr(paths[i].chain, p->chain))
+                        return true;
+        return false;
+}
+
+json_t *ruleset_lost(const struct ruleset *before, const struct ruleset *after) {
+        json_t *lost = json_array();
+        for (size_t i = 0; lost && i < before->n_tables; i++)
+                if (!path_in(after->tables, after->n_tables, &before->tables[i]) &&
+                    json_array_append_new(lost, json_pack("{s:s, s:s}", "family",
+                                                          nfproto_to_string(before->tables[i].family), "table",
+                                                          before->tables[i].table)) < 0)
+                        return json_decref(lost), NULL;
+        for (size_t i = 0; lost && i < before->n_chains; i++) {
+                const struct nft_path *c = &before->chains[i];
+                struct nft_path table = {.family = c->family, .table = c->table};
+                /* a chain of a lost table is already said */
+                if (path_in(after->chains, after->n_chains, c) || !path_in(after->tables, after->n_tables, &table))
+                        continue;
+                if (json_array_append_new(lost, json_pack("{s:s, s:s, s:s}", "family", nfproto_to_string(c->family),
+                                                          "table", c->table, "chain", c->chain)) < 0)
+                        return json_decref(lost), NULL;
+        }
+        return lost;
+}

@@ -2,6 +2,7 @@
 /* diagnose.h: compares what is now against the snapshot and the link history. Pure: no I/O, no logging. */
 #pragma once
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "links.h"
@@ -55,3 +56,7 @@ struct findings {
 int diagnose(const struct observation *now, const struct snapshot *before, const struct link_history *history,
              struct findings *ret);
 void findings_done(struct findings *f);
+
+/* Tables and chains in before that after no longer has: what a reload that flushes the whole ruleset takes with
+ * it (tailscale's ts-* chains). Returns a JSON array of {"family","table","chain"?}; empty when nothing is lost. */
+json_t *ruleset_lost(const struct ruleset *before, const struct ruleset *after);

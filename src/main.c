@@ -239,8 +239,9 @@ static void print_actions(const struct reconcile_result *res) {
 }
 
 static void record_run(const struct context *ctx, uint64_t now, enum record_outcome outcome,
-                       const struct findings *found, const struct reconcile_result *res, const struct findings *left) {
-        _cleanup_(json_decrefp) json_t *rec = record_build(now, outcome, found, res, left);
+                       const struct findings *found, const struct reconcile_result *res, const struct findings *left,
+                       json_t *lost) {
+        _cleanup_(json_decrefp) json_t *rec = record_build(now, outcome, found, res, left, lost);
         if (!rec) {
                 log_oom();
                 return;
@@ -301,7 +302,7 @@ static int cmd_reconcile(struct context *ctx) {
                 r = log_error_errno(r, "Failed to subscribe to systemd's job signals: %m");
         if (r < 0) {
                 if (!ctx->dry_run)
-                        record_run(ctx, now, OUTCOME_STALE, &f, NULL, NULL);
+                        record_run(ctx, now, OUTCOME_STALE, &f, NULL, NULL, NULL);
                 return r;
         }
 
@@ -321,24 +322,40 @@ static int cmd_reconcile(struct context *ctx) {
                 failed = failed || res.actions[i].state == ACTION_FAILED;
         }
         if (!acted) {
-                record_run(ctx, now, OUTCOME_STALE, &f, &res, NULL);
+                record_run(ctx, now, OUTCOME_STALE, &f, &res, NULL, NULL);
                 return EXIT_STALE;
         }
 
         /* Verify: read the ruleset again; whatever is still stale is said. The first observation stays: the
          * findings point into it. */
         if ((r = links_dump(&verify.links)) < 0 || (r = ruleset_read(&verify.ruleset, NULL, NULL)) < 0) {
-                record_run(ctx, now, OUTCOME_FAILED, &f, &res, NULL);
+                record_run(ctx, now, OUTCOME_FAILED, &f, &res, NULL, NULL);
                 return log_error_errno(r, "Failed to read the ruleset again to verify: %m");
         }
         r = diagnose(&verify, have_snapshot ? &before : NULL, &h, &left);
         if (r < 0)
                 return log_oom();
 
-        record_run(ctx, now, failed ? OUTCOME_FAILED : left.n_stale ? OUTCOME_STALE : OUTCOME_FIXED, &f, &res, &left);
+        _cleanup_(json_decrefp) json_t *lost = ruleset_lost(&o.ruleset, &verify.ruleset);
+        if (!lost)
+                return log_oom();
+        size_t i;
+        json_t *v;
+        json_array_foreach(lost, i, v)
+                printf("Collateral loss: %s %s %s%s%s no longer exists after the reload\n",
+                       json_object_get(v, "chain") ? "chain" : "table",
+                       json_string_value(json_object_get(v, "family")), json_string_value(json_object_get(v, "table")),
+                       json_object_get(v, "chain") ? " " : "",
+                       json_object_get(v, "chain") ? json_string_value(json_object_get(v, "chain")) : "");
+
+        enum record_outcome outcome = failed ? OUTCOME_FAILED
+                                      : json_array_size(lost) ? OUTCOME_DEGRADED
+                                      : left.n_stale ? OUTCOME_STALE
+                                                     : OUTCOME_FIXED;
+        record_run(ctx, now, outcome, &f, &res, &left, lost);
         if (left.n_stale == 0) {
                 printf("Verified: no stale interface references remain.\n");
-                return failed ? EXIT_STALE : 0;
+                return failed || outcome == OUTCOME_DEGRADED ? EXIT_STALE : 0;
         }
         printf("%zu stale interface references remain:\n", left.n_stale);
         report_human(&left, stdout);

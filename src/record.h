@@ -17,13 +17,14 @@ enum record_outcome {
         OUTCOME_STALE,    /* stale references remain (nothing could be reloaded, or report mode) */
         OUTCOME_FAILED,   /* a reload job failed */
         OUTCOME_DRY_RUN,
+        OUTCOME_DEGRADED, /* fixed or not, a reload wiped tables or chains that others had created */
 };
 
 const char *record_outcome_to_string(enum record_outcome o);
 
 /* found: the findings before acting; left: after verifying (NULL when nothing was acted on). */
 json_t *record_build(uint64_t now, enum record_outcome outcome, const struct findings *found,
-                     const struct reconcile_result *res, const struct findings *left);
+                     const struct reconcile_result *res, const struct findings *left, json_t *lost);
 
 /* Journal, history and summary. Each failure is logged as a warning: recording never fails the run. */
 void record_store(const char *state_dir, json_t *record);

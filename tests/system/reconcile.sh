@@ -157,4 +157,24 @@ ct_check "and the other found nothing stale" \
 	test "$(ct_exec cat /var/tmp/a.out /var/tmp/b.out | grep -c 'No stale interface references.')" -eq 1
 ct_check "the ruleset is fresh" test "$(stale_rules)" -eq 0
 
+# collateral loss: the firewall's config starts with "flush ruleset", and tailscaled had made a table of its own
+ct_exec sed -i 's/^nft list table inet filter.*/nft flush ruleset/' /etc/nftables-local.sh
+ct_exec nft -f - <<'NFT'
+table ip ts-daemon {
+	chain ts-input {
+		type filter hook input priority 0;
+	}
+}
+NFT
+restart_daemon
+out=$(ct_exec reconcile-after-upgrade)
+rc=$?
+ct_diag "$out"
+ct_check "collateral loss: the rules are fresh but the run exits 1" test "$rc $(stale_rules)" = "1 0"
+ct_check "it names the table the reload wiped" grep -q "Collateral loss: table ip ts-daemon no longer exists after the reload" <<<"$out"
+ct_check "outcome degraded, journal at warning priority" \
+	test "$(ct_exec journalctl -q -o json MESSAGE_ID=1081ccdfd4e44403bdfd47027dcb408a | tail -1 | jq -r '"\(.PRIORITY) \(.RAU_OUTCOME)"')" = "4 degraded"
+ct_check "the record lists the loss" \
+	test "$(ct_exec cat /var/lib/reconcile-after-upgrade/last-run.json | jq -c '.collateral_loss')" = '[{"family":"ip","table":"ts-daemon"}]'
+
 ct_tap_done
