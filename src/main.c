@@ -12,6 +12,7 @@
 #include "report.h"
 #include "state.h"
 #include "reconcile.h"
+#include "twins.h"
 #include "record.h"
 #include "units.h"
 #include <systemd/sd-bus.h>
@@ -240,8 +241,8 @@ static void print_actions(const struct reconcile_result *res) {
 
 static void record_run(const struct context *ctx, uint64_t now, enum record_outcome outcome,
                        const struct findings *found, const struct reconcile_result *res, const struct findings *left,
-                       json_t *lost) {
-        _cleanup_(json_decrefp) json_t *rec = record_build(now, outcome, found, res, left, lost);
+                       json_t *lost, json_t *pruned) {
+        _cleanup_(json_decrefp) json_t *rec = record_build(now, outcome, found, res, left, lost, pruned);
         if (!rec) {
                 log_oom();
                 return;
@@ -302,7 +303,7 @@ static int cmd_reconcile(struct context *ctx) {
                 r = log_error_errno(r, "Failed to subscribe to systemd's job signals: %m");
         if (r < 0) {
                 if (!ctx->dry_run)
-                        record_run(ctx, now, OUTCOME_STALE, &f, NULL, NULL, NULL);
+                        record_run(ctx, now, OUTCOME_STALE, &f, NULL, NULL, NULL, NULL);
                 return r;
         }
 
@@ -322,19 +323,46 @@ static int cmd_reconcile(struct context *ctx) {
                 failed = failed || res.actions[i].state == ACTION_FAILED;
         }
         if (!acted) {
-                record_run(ctx, now, OUTCOME_STALE, &f, &res, NULL, NULL);
+                record_run(ctx, now, OUTCOME_STALE, &f, &res, NULL, NULL, NULL);
                 return EXIT_STALE;
         }
 
         /* Verify: read the ruleset again; whatever is still stale is said. The first observation stays: the
          * findings point into it. */
         if ((r = links_dump(&verify.links)) < 0 || (r = ruleset_read(&verify.ruleset, NULL, NULL)) < 0) {
-                record_run(ctx, now, OUTCOME_FAILED, &f, &res, NULL, NULL);
+                record_run(ctx, now, OUTCOME_FAILED, &f, &res, NULL, NULL, NULL);
                 return log_error_errno(r, "Failed to read the ruleset again to verify: %m");
         }
         r = diagnose(&verify, have_snapshot ? &before : NULL, &h, &left);
         if (r < 0)
                 return log_oom();
+
+        /* Leftovers of scripts that add without flushing: delete those with a fresh twin, then verify again. */
+        _cleanup_(json_decrefp) json_t *twins = NULL;
+        if (left.n_stale > 0 && (r = twins_find(&left, &verify.links, &twins)) < 0)
+                log_warning_errno(r, "Failed to look for fresh twins of the stale rules: %m");
+        if (twins && json_array_size(twins) > 0) {
+                size_t k;
+                json_t *t;
+                bool prune = ctx->config.prune_stale_twins;
+                json_array_foreach(twins, k, t)
+                        printf("table %s %s: %s stale leftover rule handle %lld in chain %s (its fresh twin exists)\n",
+                               json_string_value(json_object_get(t, "family")),
+                               json_string_value(json_object_get(t, "table")), prune ? "deleting" : "not deleting",
+                               (long long) json_integer_value(json_object_get(t, "handle")),
+                               json_string_value(json_object_get(t, "chain")));
+                if (!prune)
+                        printf("Reconcile-After-Upgrade::Prune-Stale-Twins is off: the leftovers stay.\n");
+                else if ((r = twins_prune(twins)) >= 0) {
+                        findings_done(&left);
+                        observation_done(&verify);
+                        if ((r = links_dump(&verify.links)) < 0 || (r = ruleset_read(&verify.ruleset, NULL, NULL)) < 0)
+                                return log_error_errno(r, "Failed to read the ruleset again to verify: %m");
+                        if ((r = diagnose(&verify, have_snapshot ? &before : NULL, &h, &left)) < 0)
+                                return log_oom();
+                        json_array_foreach(twins, k, t) json_object_set_new(t, "pruned", json_true());
+                }
+        }
 
         _cleanup_(json_decrefp) json_t *lost = ruleset_lost(&o.ruleset, &verify.ruleset);
         if (!lost)
@@ -352,7 +380,7 @@ static int cmd_reconcile(struct context *ctx) {
                                       : json_array_size(lost) ? OUTCOME_DEGRADED
                                       : left.n_stale ? OUTCOME_STALE
                                                      : OUTCOME_FIXED;
-        record_run(ctx, now, outcome, &f, &res, &left, lost);
+        record_run(ctx, now, outcome, &f, &res, &left, lost, twins);
         if (left.n_stale == 0) {
                 printf("Verified: no stale interface references remain.\n");
                 return failed || outcome == OUTCOME_DEGRADED ? EXIT_STALE : 0;

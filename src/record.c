@@ -40,7 +40,8 @@ static json_t *stale_list(const struct findings *f) {
 }
 
 json_t *record_build(uint64_t now, enum record_outcome outcome, const struct findings *found,
-                     const struct reconcile_result *res, const struct findings *left, json_t *lost) {
+                     const struct reconcile_result *res, const struct findings *left, json_t *lost,
+                     json_t *pruned) {
         _cleanup_(json_decrefp) json_t *ifaces = json_array(), *actions = json_array(), *restarted = json_array();
         if (!ifaces || !actions || !restarted)
                 return NULL;
@@ -70,11 +71,11 @@ json_t *record_build(uint64_t now, enum record_outcome outcome, const struct fin
                         return NULL;
         }
 
-        return json_pack("{s:I, s:s, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?}", "time", (json_int_t) now, "outcome",
+        return json_pack("{s:I, s:s, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?, s:O?}", "time", (json_int_t) now, "outcome",
                          record_outcome_to_string(outcome), "restarted_units", TAKE_PTR(restarted), "interfaces",
                          TAKE_PTR(ifaces), "stale_found", (json_int_t) found->n_stale, "stale", stale_list(found),
                          "actions", TAKE_PTR(actions), "stale_left", (json_int_t) (left ? left->n_stale : found->n_stale),
-                         "stale_left_list", left && left->n_stale ? stale_list(left) : NULL, "collateral_loss", lost);
+                         "stale_left_list", left && left->n_stale ? stale_list(left) : NULL, "collateral_loss", lost, "leftovers", pruned);
 }
 
 /* "a b c" from an array of strings, or of objects' field. */

@@ -24,7 +24,8 @@ const char *record_outcome_to_string(enum record_outcome o);
 
 /* found: the findings before acting; left: after verifying (NULL when nothing was acted on). */
 json_t *record_build(uint64_t now, enum record_outcome outcome, const struct findings *found,
-                     const struct reconcile_result *res, const struct findings *left, json_t *lost);
+                     const struct reconcile_result *res, const struct findings *left, json_t *lost,
+                     json_t *pruned);
 
 /* Journal, history and summary. Each failure is logged as a warning: recording never fails the run. */
 void record_store(const char *state_dir, json_t *record);

@@ -27,6 +27,8 @@ ct_exec sh -c 'cat >/etc/systemd/system/nftables-local.service' <<'UNIT'
 Description=local firewall (as in the post-mortem: oneshot, Wants= only)
 Wants=tailscaled.service
 After=tailscaled.service
+# this test starts it more than 5 times in 10 s; the default start limit would fail it (as it would in real life)
+StartLimitIntervalSec=0
 [Service]
 Type=oneshot
 ExecStart=/etc/nftables-local.sh
@@ -157,8 +159,45 @@ ct_check "and the other found nothing stale" \
 	test "$(ct_exec cat /var/tmp/a.out /var/tmp/b.out | grep -c 'No stale interface references.')" -eq 1
 ct_check "the ruleset is fresh" test "$(stale_rules)" -eq 0
 
+# stale twins: the post-mortem's script adds rules and never flushes; a reload leaves each stale rule beside its
+# fresh copy. First with pruning off (the leftovers are named, exit 1), then on (deleted, fixed).
+ct_exec sh -c 'cat >/etc/nftables-local.sh' <<'SCRIPT'
+#!/bin/sh
+set -e
+nft add table inet filter
+nft add chain inet filter forward '{ type filter hook forward priority 0; policy drop; }'
+nft add rule inet filter forward iif "tailscale0" accept
+nft add rule inet filter forward oif "tailscale0" ct state established,related counter accept
+SCRIPT
+ct_exec nft delete table inet filter
+ct_exec systemctl restart nftables-local.service
+ct_exec reconcile-after-upgrade -q snapshot
+restart_daemon
+ct_exec sh -c 'echo "Reconcile-After-Upgrade::Prune-Stale-Twins \"false\";" >/etc/apt/apt.conf.d/99rau-test'
+out=$(ct_exec reconcile-after-upgrade)
+rc=$?
+ct_diag "$out"
+ct_check "pruning off: exit 1" test $rc -eq 1
+ct_check "pruning off: both leftovers named, not deleted" \
+	test "$(grep -c 'not deleting stale leftover rule handle' <<<"$out") $(stale_rules)" = "2 2"
+ct_exec rm -f /etc/apt/apt.conf.d/99rau-test
+# the same incident again, from a clean start, with pruning on (the default)
+ct_exec nft delete table inet filter
+ct_exec systemctl restart nftables-local.service
+restart_daemon
+out=$(ct_exec reconcile-after-upgrade)
+rc=$?
+ct_diag "$out"
+ct_check "pruning on: exit 0, verified" test "$rc $(grep -c 'Verified: no stale' <<<"$out")" = "0 1"
+ct_check "the two stale leftovers were deleted" \
+	test "$(grep -c 'table inet filter: deleting stale leftover rule handle' <<<"$out") $(stale_rules)" = "2 0"
+ct_check "the fresh rules are there exactly once" \
+	test "$(ct_exec nft list chain inet filter forward | grep -c 'tailscale0')" -eq 2
+ct_check "the record says which rules were pruned and why" \
+	test "$(ct_exec cat /var/lib/reconcile-after-upgrade/last-run.json | jq '[.leftovers[] | select(.pruned and .why == "a fresh copy of this rule exists in the chain")] | length')" -eq 2
+
 # collateral loss: the firewall's config starts with "flush ruleset", and tailscaled had made a table of its own
-ct_exec sed -i 's/^nft list table inet filter.*/nft flush ruleset/' /etc/nftables-local.sh
+ct_exec sed -i 's/^set -e$/set -e\nnft flush ruleset/' /etc/nftables-local.sh
 ct_exec nft -f - <<'NFT'
 table ip ts-daemon {
 	chain ts-input {
