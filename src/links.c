@@ -83,7 +83,7 @@ static int links_msg_cb(const struct nlmsghdr *nlh, void *data) {
         return links_parse_msg(data, nlh) < 0 ? MNL_CB_ERROR : MNL_CB_OK;
 }
 
-int links_dump(struct link_table *ret) {
+int links_dump(struct link_table *ret, netlink_tap_t tap, void *tap_data) {
         _cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
         struct link_table table = {};
         char buf[MNL_SOCKET_BUFFER_SIZE];
@@ -102,7 +102,7 @@ int links_dump(struct link_table *ret) {
         /* Statistics are most of a link message and we need none of them. */
         mnl_attr_put_u32(nlh, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
 
-        r = netlink_dump(nl, nlh, links_msg_cb, &table, NULL, NULL);
+        r = netlink_dump(nl, nlh, links_msg_cb, &table, tap, tap_data);
         if (r < 0) {
                 link_table_done(&table);
                 return r;

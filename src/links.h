@@ -23,8 +23,8 @@ struct link_table {
         size_t allocated;
 };
 
-/* Dumps the links of the namespace this process is in. */
-int links_dump(struct link_table *ret);
+/* Dumps the links of the namespace this process is in. tap (may be NULL) sees each message as received. */
+int links_dump(struct link_table *ret, void (*tap)(const struct nlmsghdr *nlh, void *userdata), void *tap_data);
 
 /* Adds the link an RTM_NEWLINK message describes (other messages are ignored); call links_finish() after the last. */
 int links_parse_msg(struct link_table *table, const struct nlmsghdr *nlh);

@@ -78,7 +78,7 @@ static int observe(struct observation *ret) {
         struct observation o = {};
         int r;
 
-        r = links_dump(&o.links);
+        r = links_dump(&o.links, NULL, NULL);
         if (r < 0)
                 return log_error_errno(r, "Failed to list network interfaces: %m");
         r = ruleset_read(&o.ruleset, NULL, NULL);
@@ -158,13 +158,47 @@ static int cmd_snapshot(const struct context *ctx) {
         return 0;
 }
 
+/* One run's view: what is now, what was (snapshot, history), and the diagnosis. Everything a run reads. */
+struct run_view {
+        struct observation now;
+        struct snapshot before;
+        bool have_snapshot;
+        struct link_history history;
+        struct findings findings;
+};
+
+static void run_view_done(struct run_view *v) {
+        findings_done(&v->findings);
+        observation_done(&v->now);
+        snapshot_done(&v->before);
+        link_history_done(&v->history);
+}
+
+/* Observe, compare against the snapshot and the history, then record the links seen. */
+static int run_view_load(const struct context *ctx, uint64_t now, struct run_view *v) {
+        int r = observe(&v->now);
+        if (r < 0)
+                return r;
+
+        r = snapshot_read(ctx->run_dir, &v->before);
+        v->have_snapshot = r >= 0;
+        if (r < 0 && r != -ENOENT)
+                log_warning_errno(r, "Ignoring unreadable snapshot %s/%s: %m", ctx->run_dir, SNAPSHOT_FILE);
+        r = history_read(ctx->state_dir, &v->history);
+        if (r < 0)
+                log_warning_errno(r, "Ignoring unreadable link history %s/%s: %m", ctx->state_dir, HISTORY_FILE);
+
+        r = diagnose(&v->now, v->have_snapshot ? &v->before : NULL, &v->history, &v->findings);
+        if (r < 0)
+                return log_error_errno(r, "Failed to compare against the snapshot: %m");
+
+        /* After the diagnosis: the history must still say what the stale indexes were. */
+        history_update(ctx, &v->history, &v->now.links, now);
+        return 0;
+}
+
 static int cmd_check(const struct context *ctx) {
-        _cleanup_(observation_done) struct observation o = {};
-        _cleanup_(snapshot_done) struct snapshot before = {};
-        _cleanup_(link_history_done) struct link_history h = {};
-        _cleanup_(findings_done) struct findings f = {};
-        uint64_t now = (uint64_t) time(NULL);
-        bool have_snapshot = false;
+        _cleanup_(run_view_done) struct run_view v = {};
         int r;
 
         r = state_dirs_ensure(ctx);
@@ -174,36 +208,19 @@ static int cmd_check(const struct context *ctx) {
         if (lock < 0)
                 return lock;
 
-        r = observe(&o);
+        r = run_view_load(ctx, (uint64_t) time(NULL), &v);
         if (r < 0)
                 return r;
 
-        r = snapshot_read(ctx->run_dir, &before);
-        if (r >= 0)
-                have_snapshot = true;
-        else if (r != -ENOENT)
-                log_warning_errno(r, "Ignoring unreadable snapshot %s/%s: %m", ctx->run_dir, SNAPSHOT_FILE);
-
-        r = history_read(ctx->state_dir, &h);
-        if (r < 0)
-                log_warning_errno(r, "Ignoring unreadable link history %s/%s: %m", ctx->state_dir, HISTORY_FILE);
-
-        r = diagnose(&o, have_snapshot ? &before : NULL, &h, &f);
-        if (r < 0)
-                return log_error_errno(r, "Failed to compare against the snapshot: %m");
-
         if (ctx->json) {
-                _cleanup_(json_decrefp) json_t *j = report_json(&f);
+                _cleanup_(json_decrefp) json_t *j = report_json(&v.findings);
                 if (!j || json_dumpf(j, stdout, JSON_INDENT(2)) < 0)
                         return log_oom();
                 putchar('\n');
-        } else if (!ctx->quiet || f.n_stale > 0)
-                report_human(&f, stdout);
+        } else if (!ctx->quiet || v.findings.n_stale > 0)
+                report_human(&v.findings, stdout);
 
-        /* After the diagnosis: the history must still say what the stale indexes were. */
-        history_update(ctx, &h, &o.links, now);
-
-        return f.n_stale > 0 ? EXIT_STALE : 0;
+        return v.findings.n_stale > 0 ? EXIT_STALE : 0;
 }
 
 static void print_actions(const struct reconcile_result *res) {
@@ -251,14 +268,12 @@ static void record_run(const struct context *ctx, uint64_t now, enum record_outc
 }
 
 static int cmd_reconcile(struct context *ctx) {
-        _cleanup_(observation_done) struct observation o = {}, verify = {};
-        _cleanup_(snapshot_done) struct snapshot before = {};
-        _cleanup_(link_history_done) struct link_history h = {};
-        _cleanup_(findings_done) struct findings f = {}, left = {};
+        _cleanup_(run_view_done) struct run_view v = {};
+        _cleanup_(observation_done) struct observation verify = {};
+        _cleanup_(findings_done) struct findings left = {};
         _cleanup_(reconcile_result_done) struct reconcile_result res = {};
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         uint64_t now = (uint64_t) time(NULL);
-        bool have_snapshot;
         int r;
 
         r = state_dirs_ensure(ctx);
@@ -269,22 +284,13 @@ static int cmd_reconcile(struct context *ctx) {
         if (lock < 0)
                 return lock;
 
-        r = observe(&o);
+        r = run_view_load(ctx, now, &v);
         if (r < 0)
                 return r;
-        r = snapshot_read(ctx->run_dir, &before);
-        have_snapshot = r >= 0;
-        if (r < 0 && r != -ENOENT)
-                log_warning_errno(r, "Ignoring unreadable snapshot %s/%s: %m", ctx->run_dir, SNAPSHOT_FILE);
-        r = history_read(ctx->state_dir, &h);
-        if (r < 0)
-                log_warning_errno(r, "Ignoring unreadable link history %s/%s: %m", ctx->state_dir, HISTORY_FILE);
-        r = diagnose(&o, have_snapshot ? &before : NULL, &h, &f);
-        if (r < 0)
-                return log_error_errno(r, "Failed to compare against the snapshot: %m");
-        history_update(ctx, &h, &o.links, now);
+        const struct findings *found = &v.findings;
+        const struct snapshot *before = v.have_snapshot ? &v.before : NULL;
 
-        if (f.n_stale == 0) {
+        if (found->n_stale == 0) {
                 if (!ctx->quiet)
                         printf("No stale interface references.\n");
                 return 0;
@@ -292,24 +298,24 @@ static int cmd_reconcile(struct context *ctx) {
 
         if (systemd_running() < 0)
                 r = log_error_errno(ENOMEDIUM, "%zu stale interface references, but systemd is not running here "
-                                               "(chroot?): nothing reloaded.", f.n_stale);
+                                               "(chroot?): nothing reloaded.", found->n_stale);
         else if ((r = units_bus_open(&bus)) < 0)
                 r = log_error_errno(r, "%zu stale interface references, but the system bus is unreachable: %m; "
-                                       "nothing reloaded.", f.n_stale);
+                                       "nothing reloaded.", found->n_stale);
         else if (act_system_stopping(bus) > 0)
                 r = log_error_errno(ESHUTDOWN, "%zu stale interface references, but the system is shutting down: "
-                                               "nothing reloaded.", f.n_stale);
+                                               "nothing reloaded.", found->n_stale);
         else if ((r = act_subscribe(bus)) < 0)
                 r = log_error_errno(r, "Failed to subscribe to systemd's job signals: %m");
         if (r < 0) {
                 if (!ctx->dry_run)
-                        record_run(ctx, now, OUTCOME_STALE, &f, NULL, NULL, NULL, NULL);
+                        record_run(ctx, now, OUTCOME_STALE, found, NULL, NULL, NULL, NULL);
                 return r;
         }
 
         struct reconcile_options opt = {.config = &ctx->config, .dry_run = ctx->dry_run,
                                         .policy_rc_d = "/usr/sbin/policy-rc.d"};
-        r = reconcile_plan_and_act(bus, &opt, &f, &res);
+        r = reconcile_plan_and_act(bus, &opt, found, &res);
         if (r < 0)
                 return r;
         print_actions(&res);
@@ -323,17 +329,17 @@ static int cmd_reconcile(struct context *ctx) {
                 failed = failed || res.actions[i].state == ACTION_FAILED;
         }
         if (!acted) {
-                record_run(ctx, now, OUTCOME_STALE, &f, &res, NULL, NULL, NULL);
+                record_run(ctx, now, OUTCOME_STALE, found, &res, NULL, NULL, NULL);
                 return EXIT_STALE;
         }
 
         /* Verify: read the ruleset again; whatever is still stale is said. The first observation stays: the
          * findings point into it. */
-        if ((r = links_dump(&verify.links)) < 0 || (r = ruleset_read(&verify.ruleset, NULL, NULL)) < 0) {
-                record_run(ctx, now, OUTCOME_FAILED, &f, &res, NULL, NULL, NULL);
+        if ((r = links_dump(&verify.links, NULL, NULL)) < 0 || (r = ruleset_read(&verify.ruleset, NULL, NULL)) < 0) {
+                record_run(ctx, now, OUTCOME_FAILED, found, &res, NULL, NULL, NULL);
                 return log_error_errno(r, "Failed to read the ruleset again to verify: %m");
         }
-        r = diagnose(&verify, have_snapshot ? &before : NULL, &h, &left);
+        r = diagnose(&verify, before, &v.history, &left);
         if (r < 0)
                 return log_oom();
 
@@ -356,31 +362,31 @@ static int cmd_reconcile(struct context *ctx) {
                 else if ((r = twins_prune(twins)) >= 0) {
                         findings_done(&left);
                         observation_done(&verify);
-                        if ((r = links_dump(&verify.links)) < 0 || (r = ruleset_read(&verify.ruleset, NULL, NULL)) < 0)
+                        if ((r = links_dump(&verify.links, NULL, NULL)) < 0 || (r = ruleset_read(&verify.ruleset, NULL, NULL)) < 0)
                                 return log_error_errno(r, "Failed to read the ruleset again to verify: %m");
-                        if ((r = diagnose(&verify, have_snapshot ? &before : NULL, &h, &left)) < 0)
+                        if ((r = diagnose(&verify, before, &v.history, &left)) < 0)
                                 return log_oom();
                         json_array_foreach(twins, k, t) json_object_set_new(t, "pruned", json_true());
                 }
         }
 
-        _cleanup_(json_decrefp) json_t *lost = ruleset_lost(&o.ruleset, &verify.ruleset);
+        _cleanup_(json_decrefp) json_t *lost = ruleset_lost(&v.now.ruleset, &verify.ruleset);
         if (!lost)
                 return log_oom();
         size_t i;
-        json_t *v;
-        json_array_foreach(lost, i, v)
+        json_t *item;
+        json_array_foreach(lost, i, item)
                 printf("Collateral loss: %s %s %s%s%s no longer exists after the reload\n",
-                       json_object_get(v, "chain") ? "chain" : "table",
-                       json_string_value(json_object_get(v, "family")), json_string_value(json_object_get(v, "table")),
-                       json_object_get(v, "chain") ? " " : "",
-                       json_object_get(v, "chain") ? json_string_value(json_object_get(v, "chain")) : "");
+                       json_object_get(item, "chain") ? "chain" : "table",
+                       json_string_value(json_object_get(item, "family")), json_string_value(json_object_get(item, "table")),
+                       json_object_get(item, "chain") ? " " : "",
+                       json_object_get(item, "chain") ? json_string_value(json_object_get(item, "chain")) : "");
 
         enum record_outcome outcome = failed ? OUTCOME_FAILED
                                       : json_array_size(lost) ? OUTCOME_DEGRADED
                                       : left.n_stale ? OUTCOME_STALE
                                                      : OUTCOME_FIXED;
-        record_run(ctx, now, outcome, &f, &res, &left, lost, twins);
+        record_run(ctx, now, outcome, found, &res, &left, lost, twins);
         if (left.n_stale == 0) {
                 printf("Verified: no stale interface references remain.\n");
                 return failed || outcome == OUTCOME_DEGRADED ? EXIT_STALE : 0;
