@@ -116,6 +116,15 @@ static int lock_take(const struct context *ctx) {
         return fd;
 }
 
+/* Every command: the state directories exist, and this run holds the lock. Serialised runs mean the second one
+ * finds the rules already fresh and reloads nothing. Returns the lock's fd. */
+static int run_begin(const struct context *ctx) {
+        int r = state_dirs_ensure(ctx);
+        if (r < 0)
+                return r;
+        return lock_take(ctx);
+}
+
 /* A history that cannot be kept costs precision later, not correctness now: warn and go on. */
 static void history_update(const struct context *ctx, struct link_history *h, const struct link_table *links,
                            uint64_t now) {
@@ -132,10 +141,7 @@ static int cmd_snapshot(const struct context *ctx) {
         uint64_t now = (uint64_t) time(NULL);
         int r;
 
-        r = state_dirs_ensure(ctx);
-        if (r < 0)
-                return r;
-        _cleanup_close_ int lock = lock_take(ctx);
+        _cleanup_close_ int lock = run_begin(ctx);
         if (lock < 0)
                 return lock;
 
@@ -201,10 +207,7 @@ static int cmd_check(const struct context *ctx) {
         _cleanup_(run_view_done) struct run_view v = {};
         int r;
 
-        r = state_dirs_ensure(ctx);
-        if (r < 0)
-                return r;
-        _cleanup_close_ int lock = lock_take(ctx);
+        _cleanup_close_ int lock = run_begin(ctx);
         if (lock < 0)
                 return lock;
 
@@ -276,11 +279,7 @@ static int cmd_reconcile(struct context *ctx) {
         uint64_t now = (uint64_t) time(NULL);
         int r;
 
-        r = state_dirs_ensure(ctx);
-        if (r < 0)
-                return r;
-        /* Serialises runs: the second one finds the rules already fresh and reloads nothing. */
-        _cleanup_close_ int lock = lock_take(ctx);
+        _cleanup_close_ int lock = run_begin(ctx);
         if (lock < 0)
                 return lock;
 
