@@ -1,0 +1,44 @@
+# tests/system/postmortem-units.sh: the post-mortem's local firewall, for tests that boot a container.
+# Sourced (bash), after container.sh and ct_boot:
+#
+#   . tests/system/postmortem-units.sh
+#   install_postmortem_units     # writes the unit and its script inside the container, then daemon-reload
+#   ct_exec systemctl enable --now nftables-local.service   # once tailscale0 exists: nft refuses iif "x" before
+#
+# nftables-local.service is as in the incident: Type=oneshot with only Wants=/After=tailscaled.service, so a
+# restart of tailscaled does not re-run it. /etc/nftables-local.sh loads `iif "tailscale0"` / `oif "tailscale0"`
+# rules under policy drop, which nftables resolves to tailscale0's ifindex at load time. Two test affordances,
+# which change nothing unless used: StartLimitIntervalSec=0 (tests start it more than 5 times in 10 s) and the
+# file /etc/nftables-local.fail, whose presence makes the script fail (a reload that fails).
+
+install_postmortem_units() {
+	ct_exec sh -c 'cat >/etc/systemd/system/nftables-local.service' <<'UNIT' || return 1
+[Unit]
+Description=local firewall (as in the post-mortem: oneshot, Wants= only)
+Wants=tailscaled.service
+After=tailscaled.service
+# tests start it more than 5 times in 10 s; the default start limit would fail it (as it would in real life)
+StartLimitIntervalSec=0
+[Service]
+Type=oneshot
+ExecStart=/etc/nftables-local.sh
+[Install]
+WantedBy=multi-user.target
+UNIT
+	ct_exec sh -c 'cat >/etc/nftables-local.sh && chmod +x /etc/nftables-local.sh' <<'SCRIPT' || return 1
+#!/bin/sh
+set -e
+[ -e /etc/nftables-local.fail ] && exit 1
+nft list table inet filter >/dev/null 2>&1 && nft delete table inet filter
+nft -f - <<'NFT'
+table inet filter {
+	chain forward {
+		type filter hook forward priority 0; policy drop;
+		iif "tailscale0" accept
+		oif "tailscale0" ct state established,related accept
+	}
+}
+NFT
+SCRIPT
+	ct_exec systemctl daemon-reload
+}

@@ -1,0 +1,200 @@
+#!/bin/bash
+# tests/system/replay.sh: the incident replayed in a booted Debian 12 container. A tailscale stand-in (fakescale/)
+# goes 1.0 -> 1.1 from a local file: repository through the real unattended-upgrade, whose dpkg run restarts
+# tailscaled (debhelper-style postinst), which re-creates tailscale0 with a new ifindex, while the post-mortem's
+# nftables-local.service (oneshot, Wants= only) keeps the rules it loaded. TAP on stdout. Root only.
+#
+# Halves, one container each:
+#   replay_control  without reconcile-after-upgrade: the rules are left holding the old index, as in the incident.
+# A half "with reconcile-after-upgrade installed" is another function built from the same steps: replay_prepare
+# NAME, install the product, replay_upgrade, its own assertions, ct_poweroff (see the end of this file).
+#
+# Env: top_builddir (holds tests/tun-holder; default /work/main/build), TUN_HOLDER (default
+# $top_builddir/tests/tun-holder), RAU_REPLAY_WORK (host temp dirs, default /var/tmp). Host tools: dpkg-deb,
+# apt-ftparchive (apt-utils), plus what container.sh needs.
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=container.sh
+. "$here/container.sh"
+# shellcheck source=postmortem-units.sh
+. "$here/postmortem-units.sh"
+: "${top_builddir:=/work/main/build}"
+: "${TUN_HOLDER:=$top_builddir/tests/tun-holder}"
+: "${RAU_REPLAY_WORK:=/var/tmp}"
+BUILD_REPO=$here/fakescale/build-repo
+
+# replay_init: checks the host, makes the repository's temp dir (removed at exit, after the power off).
+replay_init() {
+	T_START=$(date +%s.%N)
+	[ "$(id -u)" -eq 0 ] || { echo "1..0 # SKIP the container tier needs root"; exit 0; }
+	local tool
+	for tool in debootstrap systemd-nspawn nsenter dpkg-deb apt-ftparchive; do
+		command -v "$tool" >/dev/null ||
+			ct_bail "$tool is missing (apt-get install systemd-container debootstrap util-linux dpkg apt-utils)"
+	done
+	[ -x "$TUN_HOLDER" ] || ct_bail "$TUN_HOLDER not built (cd $top_builddir && make tests/tun-holder)"
+	REPO_HOST=$(mktemp -d "$RAU_REPLAY_WORK/rau-replay-repo.XXXXXX") || ct_bail "no temp dir in $RAU_REPLAY_WORK"
+	# set before ct_boot: container.sh runs it after powering the container off
+	trap 'rm -rf "$REPO_HOST"' EXIT
+	ct_rootfs_ensure || ct_bail "could not build the container rootfs"
+}
+
+# ---------------------------------------------------------------- steps shared by the halves
+# publish VERSION [EXTRA_VERSION...]: build the packages on the host and publish VERSION only.
+publish() {
+	local v=$1
+	"$BUILD_REPO" --publish "$v" "$REPO_HOST" "$TUN_HOLDER" "$@"
+}
+
+# repo_copy_in: the host repository replaces /var/tmp/repo inside the container (through the container's own
+# view of its filesystem, like ct_copy_in).
+repo_copy_in() {
+	tar -C "$REPO_HOST" --exclude='./.work.*' -cf - . |
+		ct_exec sh -c 'rm -rf /var/tmp/repo.new && mkdir -p /var/tmp/repo.new &&
+			tar -xf - -C /var/tmp/repo.new --no-same-owner && chmod -R u=rwX,go=rX /var/tmp/repo.new &&
+			rm -rf /var/tmp/repo && mv /var/tmp/repo.new /var/tmp/repo'
+}
+
+ifindex() { ct_exec ip -o link show tailscale0 2>/dev/null | awk -F': ' 'NR == 1 { print $1 }'; }
+# wait_ifindex_not OLD: until tailscale0 exists with an index other than OLD (empty: any); prints it (bounded, 5 s).
+wait_ifindex_not() {
+	local i idx=
+	for ((i = 0; i < 100; i++)); do
+		idx=$(ifindex)
+		[ -n "$idx" ] && [ "$idx" != "${1:-}" ] && break
+		sleep 0.05
+	done
+	echo "$idx"
+}
+# no_progress: drop dpkg's "(Reading database ... 5%" progress from a log
+no_progress() { sed -E 's/^\(Reading database .*\(Reading database \.\.\. /(Reading database ... /'; }
+# shellcheck disable=SC2016 # a dpkg-query format
+pkg_version() { ct_exec dpkg-query -W -f='${Version}' tailscale 2>/dev/null; }
+forward_chain() { ct_exec nft list chain inet filter forward 2>&1; }
+
+# replay_prepare NAME: boot a container, point apt at the local repository with 1.0 published, install
+# tailscale 1.0, the post-mortem's firewall, and the unattended-upgrades configuration for the repository.
+replay_prepare() {
+	local name=$1 out rc
+	publish 1.0 1.2 || ct_bail "build-repo failed"
+	ct_boot "$name" || ct_bail "container did not boot"
+	repo_copy_in || ct_bail "could not copy the repository into the container"
+	# the container has no network: this repository is apt's only source
+	ct_exec sh -c ': >/etc/apt/sources.list; rm -f /etc/apt/sources.list.d/*;
+		echo "deb [trusted=yes] file:/var/tmp/repo stable main" >/etc/apt/sources.list.d/tailscale.list'
+	out=$(ct_exec apt-get update 2>&1)
+	rc=$?
+	[ $rc -eq 0 ] || ct_diag "$out"
+	ct_check "apt-get update exits 0 with only the local repository" test $rc -eq 0
+	ct_check "apt offers tailscale 1.0 from it" \
+		ct_exec sh -c 'apt-cache policy tailscale | grep -q "Candidate: 1.0"'
+	out=$(ct_exec apt-get install -y tailscale=1.0 2>&1)
+	rc=$?
+	[ $rc -eq 0 ] || ct_diag "$out"
+	ct_check "apt-get install tailscale=1.0 exits 0" test $rc -eq 0
+	IDX_INSTALLED=$(wait_ifindex_not '')
+	ct_check "tailscale0 exists (ifindex ${IDX_INSTALLED:-none})" test -n "$IDX_INSTALLED"
+	ct_check "tailscaled.service is active" ct_exec systemctl is-active --quiet tailscaled.service
+
+	install_postmortem_units || ct_bail "could not install the post-mortem's units"
+	ct_exec systemctl enable --now nftables-local.service >/dev/null 2>&1
+	out=$(forward_chain)
+	ct_check "nftables-local.service loaded iif/oif \"tailscale0\" rules" \
+		test "$(grep -cE '(iif|oif) "tailscale0"' <<<"$out")" -eq 2
+
+	# unattended-upgrades: allow the repository's origin (see fakescale/README.md for why this is enough)
+	ct_exec sh -c 'cat >/etc/apt/apt.conf.d/51replay' <<'CONF'
+Unattended-Upgrade::Origins-Pattern { "origin=Tailscale,suite=stable"; };
+CONF
+	# count the hook runs (a diagnostic: apt runs DPkg::Pre/Post-Invoke around every dpkg call it makes)
+	ct_exec sh -c 'cat >/etc/apt/apt.conf.d/52replay-count' <<'CONF'
+DPkg::Pre-Invoke { "echo pre-invoke >>/var/tmp/pre-invoke.count"; };
+DPkg::Post-Invoke { "echo post-invoke >>/var/tmp/post-invoke.count"; };
+CONF
+	out=$(ct_exec unattended-upgrade --dry-run -v 2>&1)
+	rc=$?
+	ct_check "unattended-upgrade --dry-run: nothing to upgrade yet (exit $rc)" \
+		test "$rc $(grep -c 'No packages found that can be upgraded unattended' <<<"$out")" = "0 1"
+	[ $rc -eq 0 ] || ct_diag "$out"
+}
+
+# replay_upgrade: publish 1.1 and run the real unattended-upgrade. Sets UU_RC UU_SECS IDX_BEFORE IDX_AFTER
+# RULES_BEFORE RULES_AFTER (the forward chain) UU_OUT POST_INVOKES PRE_INVOKES for the half's assertions.
+replay_upgrade() {
+	local t0 t1
+	IDX_BEFORE=$(ifindex)
+	# shellcheck disable=SC2034 # for the halves
+	RULES_BEFORE=$(forward_chain)
+	ct_diag "ruleset before the upgrade (tailscale0 is ifindex $IDX_BEFORE):" "$(ct_exec nft list ruleset)"
+	publish 1.1 || ct_bail "build-repo 1.1 failed"
+	repo_copy_in || ct_bail "could not copy the repository into the container"
+	ct_check "apt-get update sees tailscale 1.1" \
+		ct_exec sh -c 'apt-get update >/dev/null 2>&1 && apt-cache policy tailscale | grep -q "Candidate: 1.1"'
+	ct_exec rm -f /var/tmp/post-invoke.count /var/tmp/pre-invoke.count
+	local n_log n_dpkg_log
+	n_log=$(ct_exec sh -c 'cat /var/log/unattended-upgrades/unattended-upgrades.log 2>/dev/null | wc -l')
+	n_dpkg_log=$(ct_exec sh -c 'cat /var/log/unattended-upgrades/unattended-upgrades-dpkg.log 2>/dev/null | wc -l')
+	t0=$(date +%s.%N)
+	UU_OUT=$(ct_exec unattended-upgrade -v 2>&1)
+	UU_RC=$?
+	t1=$(date +%s.%N)
+	UU_SECS=$(ct_secs "$t0" "$t1")
+	IDX_AFTER=$(wait_ifindex_not "$IDX_BEFORE")
+	RULES_AFTER=$(forward_chain)
+	POST_INVOKES=$(ct_exec sh -c 'cat /var/tmp/post-invoke.count 2>/dev/null | wc -l')
+	PRE_INVOKES=$(ct_exec sh -c 'cat /var/tmp/pre-invoke.count 2>/dev/null | wc -l')
+	ct_diag "unattended-upgrade -v: exit $UU_RC in $UU_SECS s; DPkg::Pre-Invoke ran $PRE_INVOKES times, DPkg::Post-Invoke $POST_INVOKES times"
+	[ "$UU_RC" -eq 0 ] || ct_diag "unattended-upgrade output:" "$(no_progress <<<"$UU_OUT")"
+	ct_diag "unattended-upgrades.log, this run:" \
+		"$(ct_exec tail -n +$((n_log + 1)) /var/log/unattended-upgrades/unattended-upgrades.log 2>&1)"
+	ct_diag "unattended-upgrades-dpkg.log, this run:" \
+		"$(ct_exec tail -n +$((n_dpkg_log + 1)) /var/log/unattended-upgrades/unattended-upgrades-dpkg.log 2>&1 |
+			no_progress)"
+	ct_diag "ruleset after (tailscale0 is ifindex ${IDX_AFTER:-none}):" "$(ct_exec nft list ruleset)"
+}
+
+# the dpkg-trigger path: a bare dpkg -i that apt never sees (no Pre/Post-Invoke hook runs). Sets DPKG_RC
+# IDX_DPKG_BEFORE IDX_DPKG_AFTER.
+replay_dpkg_i() {
+	local out
+	IDX_DPKG_BEFORE=$(ifindex)
+	out=$(ct_exec dpkg -i /var/tmp/repo/debs/tailscale_1.2_amd64.deb 2>&1)
+	DPKG_RC=$?
+	IDX_DPKG_AFTER=$(wait_ifindex_not "$IDX_DPKG_BEFORE")
+	ct_diag "dpkg -i tailscale_1.2_amd64.deb: exit $DPKG_RC; tailscale0 ifindex $IDX_DPKG_BEFORE -> ${IDX_DPKG_AFTER:-none}" "$out"
+	ct_check "dpkg -i tailscale 1.2 exits 0" test "$DPKG_RC" -eq 0
+	ct_check "dpkg -i: tailscale 1.2 installed" test "$(pkg_version)" = 1.2
+	ct_check "dpkg -i: tailscale0 re-created with a new ifindex ($IDX_DPKG_BEFORE -> ${IDX_DPKG_AFTER:-none})" \
+		test -n "$IDX_DPKG_AFTER" -a "$IDX_DPKG_AFTER" != "$IDX_DPKG_BEFORE"
+}
+
+# ---------------------------------------------------------------- the control half
+replay_control() {
+	replay_prepare rau-replay-control
+	replay_upgrade
+	ct_check "unattended-upgrade exits 0" test "$UU_RC" -eq 0
+	ct_check "it upgraded tailscale to 1.1 (dpkg-query: $(pkg_version))" test "$(pkg_version)" = 1.1
+	ct_check "tailscaled.service is active after the upgrade" ct_exec systemctl is-active --quiet tailscaled.service
+	ct_check "tailscale0 was re-created with a new ifindex ($IDX_BEFORE -> ${IDX_AFTER:-none})" \
+		test -n "$IDX_AFTER" -a "$IDX_AFTER" != "$IDX_BEFORE"
+	ct_check "nftables-local.service did not run again (oneshot, Wants= only)" \
+		test "$(ct_exec journalctl -q -u nftables-local.service -o cat | grep -c 'Finished nftables-local.service')" -eq 1
+	ct_check "control: the forward chain holds the stale index (iif $IDX_BEFORE / oif $IDX_BEFORE), as in the incident" \
+		test "$(grep -cE "(iif|oif) $IDX_BEFORE " <<<"$RULES_AFTER")" -eq 2
+	ct_check "control: no rule names tailscale0 any more" test "$(grep -c '"tailscale0"' <<<"$RULES_AFTER")" -eq 0
+	replay_dpkg_i
+	ct_check "control: after dpkg -i the rules still hold the first index" \
+		test "$(forward_chain | grep -cE "(iif|oif) $IDX_BEFORE ")" -eq 2
+	ct_check "the container powered off cleanly" ct_poweroff
+}
+
+replay_main() {
+	replay_init
+	replay_control
+	# replay_with_product   # the second half goes here
+	ct_diag "whole replay: $(ct_secs "$T_START" "$(date +%s.%N)") s"
+	ct_tap_done
+}
+
+# sourced (to reuse the steps, or to run one half by hand): define only
+[ "${BASH_SOURCE[0]}" != "$0" ] || replay_main
