@@ -1,8 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0-or-later
-// apt-shim.cc: flattens libapt-pkg's configuration tree for C. Exceptions and apt's error stack stop here.
+// apt-shim.cc: libapt-pkg for C: the configuration tree flattened, dpkg's installed versions, a package's
+// version and origin. Exceptions and apt's error stack stop here.
+#include <apt-pkg/cachefile.h>
 #include <apt-pkg/configuration.h>
 #include <apt-pkg/error.h>
+#include <apt-pkg/fileutl.h>
 #include <apt-pkg/init.h>
+#include <apt-pkg/pkgcache.h>
+#include <apt-pkg/pkgsystem.h>
+#include <apt-pkg/tagfile.h>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +41,24 @@ void collect(const Configuration::Item *item, const Configuration::Item *stop,
         }
 }
 
+int entries_from(const std::vector<std::pair<std::string, std::string>> &pairs, struct apt_shim_entry **ret_entries,
+                 size_t *ret_n) {
+        auto *entries = static_cast<struct apt_shim_entry *>(calloc(pairs.size() + 1, sizeof(apt_shim_entry)));
+        if (!entries)
+                return -ENOMEM;
+        for (size_t i = 0; i < pairs.size(); i++) {
+                entries[i].key = strdup(pairs[i].first.c_str());
+                entries[i].value = strdup(pairs[i].second.c_str());
+                if (!entries[i].key || !entries[i].value) {
+                        apt_shim_entries_free(entries, i + 1);
+                        return -ENOMEM;
+                }
+        }
+        *ret_entries = entries;
+        *ret_n = pairs.size();
+        return 0;
+}
+
 }  // namespace
 
 extern "C" int apt_shim_config_read(const char *file, const char *scope, struct apt_shim_entry **ret_entries,
@@ -61,20 +85,7 @@ extern "C" int apt_shim_config_read(const char *file, const char *scope, struct 
                 if (top && top->Child)
                         collect(top->Child, top, leaves);
 
-                auto *entries = static_cast<struct apt_shim_entry *>(calloc(leaves.size() + 1, sizeof(apt_shim_entry)));
-                if (!entries)
-                        return -ENOMEM;
-                for (size_t i = 0; i < leaves.size(); i++) {
-                        entries[i].key = strdup(leaves[i].first.c_str());
-                        entries[i].value = strdup(leaves[i].second.c_str());
-                        if (!entries[i].key || !entries[i].value) {
-                                apt_shim_entries_free(entries, i + 1);
-                                return -ENOMEM;
-                        }
-                }
-                *ret_entries = entries;
-                *ret_n = leaves.size();
-                return 0;
+                return entries_from(leaves, ret_entries, ret_n);
         } catch (const std::bad_alloc &) {
                 return -ENOMEM;
         } catch (...) {
@@ -88,4 +99,97 @@ extern "C" void apt_shim_entries_free(struct apt_shim_entry *entries, size_t n) 
                 free(entries[i].value);
         }
         free(entries);
+}
+
+namespace {
+
+/* The cache needs apt's configuration and system; libapt-pkg keeps both in its own globals, set up once. */
+bool init_system() {
+        return _system || (pkgInitConfig(*_config) && pkgInitSystem(*_config, _system));
+}
+
+}  // namespace
+
+extern "C" int apt_shim_dpkg_versions(const char *status_file, struct apt_shim_entry **ret_entries, size_t *ret_n) {
+        *ret_entries = nullptr;
+        *ret_n = 0;
+        try {
+                std::string path = status_file ? status_file : "";
+                if (path.empty()) {
+                        if (!init_system())
+                                return pop_errors(), -EIO;
+                        path = _config->FindFile("Dir::State::status");
+                }
+                FileFd fd;
+                if (!fd.Open(path, FileFd::ReadOnly)) {
+                        pop_errors();
+                        return -ENOENT;
+                }
+                pkgTagFile tags(&fd);
+                pkgTagSection section;
+                std::string native = _config->Find("APT::Architecture");
+                std::vector<std::pair<std::string, std::string>> versions;
+                while (tags.Step(section)) {
+                        std::string name = section.FindS("Package"), version = section.FindS("Version");
+                        std::string status = section.FindS("Status"), arch = section.FindS("Architecture");
+                        /* "install ok installed", "… unpacked", "… half-configured": present; the last word says so */
+                        std::string state = status.substr(status.rfind(' ') + 1);
+                        if (name.empty() || version.empty() || state == "not-installed" || state == "config-files")
+                                continue;
+                        if (!arch.empty() && arch != "all" && !native.empty() && arch != native)
+                                name += ":" + arch;
+                        versions.emplace_back(name, version);
+                }
+                pop_errors();
+                return entries_from(versions, ret_entries, ret_n);
+        } catch (const std::bad_alloc &) {
+                return -ENOMEM;
+        } catch (...) {
+                return -EIO;
+        }
+}
+
+extern "C" int apt_shim_package_installed(const char *name, char **ret_version, char **ret_origin) {
+        *ret_version = nullptr;
+        *ret_origin = nullptr;
+        try {
+                if (!init_system())
+                        return pop_errors(), -EIO;
+                pkgCacheFile cachefile;
+                pkgCache *cache = cachefile.GetPkgCache(); /* builds in memory if need be; takes no lock */
+                if (!cache) {
+                        pop_errors();
+                        return -EIO;
+                }
+                pkgCache::PkgIterator pkg = cache->FindPkg(name);
+                if (pkg.end() || pkg->CurrentVer == 0) {
+                        pop_errors();
+                        return -ENOENT;
+                }
+                pkgCache::VerIterator ver = pkg.CurrentVer();
+                std::string origin;
+                for (pkgCache::VerFileIterator vf = ver.FileList(); !vf.end(); ++vf) {
+                        pkgCache::PkgFileIterator file = vf.File();
+                        if (file.Flagged(pkgCache::Flag::NotSource) || !file.Origin())
+                                continue; /* dpkg's status file: installed, but from nowhere */
+                        origin = file.Origin();
+                        if (file.Archive() && *file.Archive())
+                                origin = origin + " " + file.Archive();
+                        break;
+                }
+                pop_errors();
+                *ret_version = strdup(ver.VerStr());
+                if (!*ret_version)
+                        return -ENOMEM;
+                if (!origin.empty() && !(*ret_origin = strdup(origin.c_str()))) {
+                        free(*ret_version);
+                        *ret_version = nullptr;
+                        return -ENOMEM;
+                }
+                return 0;
+        } catch (const std::bad_alloc &) {
+                return -ENOMEM;
+        } catch (...) {
+                return -EIO;
+        }
 }

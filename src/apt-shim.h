@@ -23,6 +23,15 @@ int apt_shim_config_read(const char *file, const char *scope, struct apt_shim_en
 
 void apt_shim_entries_free(struct apt_shim_entry *entries, size_t n);
 
+/* The version of every package dpkg's status file (status_file, or apt's Dir::State::status when NULL) lists as
+ * present, as entries: key the package name ("name:arch" for a foreign architecture), value its version. */
+int apt_shim_dpkg_versions(const char *status_file, struct apt_shim_entry **ret_entries, size_t *ret_n);
+
+/* The installed version of package name, from apt's cache, and the archive it came from ("Tailscale stable":
+ * Origin and Suite of its Release file; *ret_origin NULL when only dpkg knows it, e.g. after dpkg -i).
+ * -ENOENT when it is not installed. */
+int apt_shim_package_installed(const char *name, char **ret_version, char **ret_origin);
+
 #ifdef __cplusplus
 }
 #endif

@@ -2,6 +2,7 @@
 /* macro.h: cleanup attributes and the few macros every file uses. */
 #pragma once
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,6 +46,8 @@ static inline void fclosep(FILE **f) {
                 fclose(*f);
 }
 #define _cleanup_fclose_ _cleanup_(fclosep)
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir)
 
 /* Hand ownership out of a _cleanup_ variable. */
 #define TAKE_PTR(p)                                                                                                    \

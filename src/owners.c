@@ -12,7 +12,6 @@
 #include "macro.h"
 #include "owners.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir)
 
 int fdinfo_parse_iff(const char *fdinfo, char ret_ifname[IFNAMSIZ]) {
         for (const char *line = fdinfo; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {

@@ -32,7 +32,7 @@ static void unit_facts_list_done(struct unit_facts_list *l) {
 
 static int gather_units(sd_bus *bus, struct unit_facts_list *ret) {
         _cleanup_(unit_invocations_done) struct unit_invocations inv = {};
-        int r = units_list_invocations(bus, &inv);
+        int r = units_list_invocations(bus, NULL, &inv);
         if (r < 0)
                 return r;
         ret->facts = calloc(inv.n_units ? inv.n_units : 1, sizeof(struct unit_facts));

@@ -39,9 +39,9 @@ static json_t *stale_list(const struct findings *f) {
         return a;
 }
 
-json_t *record_build(uint64_t now, enum record_outcome outcome, const struct findings *found,
-                     const struct reconcile_result *res, const struct findings *left, json_t *lost,
-                     json_t *pruned) {
+json_t *record_build(const struct record_input *in) {
+        const struct findings *found = in->found, *left = in->left;
+        const struct reconcile_result *res = in->res;
         _cleanup_(json_decrefp) json_t *ifaces = json_array(), *actions = json_array(), *restarted = json_array();
         if (!ifaces || !actions || !restarted)
                 return NULL;
@@ -71,11 +71,14 @@ json_t *record_build(uint64_t now, enum record_outcome outcome, const struct fin
                         return NULL;
         }
 
-        return json_pack("{s:I, s:s, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?, s:O?}", "time", (json_int_t) now, "outcome",
-                         record_outcome_to_string(outcome), "restarted_units", TAKE_PTR(restarted), "interfaces",
-                         TAKE_PTR(ifaces), "stale_found", (json_int_t) found->n_stale, "stale", stale_list(found),
-                         "actions", TAKE_PTR(actions), "stale_left", (json_int_t) (left ? left->n_stale : found->n_stale),
-                         "stale_left_list", left && left->n_stale ? stale_list(left) : NULL, "collateral_loss", lost, "leftovers", pruned);
+        return json_pack("{s:I, s:s?, s:s, s:O, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?, s:O?, s:f}", "time",
+                         (json_int_t) in->time, "via", in->via, "outcome", record_outcome_to_string(in->outcome),
+                         "packages", in->packages ? json_incref(in->packages) : json_array(), "restarted_units",
+                         TAKE_PTR(restarted), "interfaces", TAKE_PTR(ifaces), "stale_found",
+                         (json_int_t) found->n_stale, "stale", stale_list(found), "actions", TAKE_PTR(actions),
+                         "stale_left", (json_int_t) (left ? left->n_stale : found->n_stale), "stale_left_list",
+                         left && left->n_stale ? stale_list(left) : NULL, "collateral_loss", in->lost, "leftovers",
+                         in->leftovers, "seconds", in->seconds);
 }
 
 /* "a b c" from an array of strings, or of objects' field. */
@@ -91,6 +94,26 @@ static char *join(json_t *array, const char *field, const char *field2) {
                 const char *s = field ? json_string_value(json_object_get(v, field)) : json_string_value(v);
                 const char *s2 = field2 ? json_string_value(json_object_get(v, field2)) : NULL;
                 fprintf(f, "%s%s%s%s", i ? " " : "", s ? s : "-", s2 ? ":" : "", s2 ? s2 : "");
+        }
+        fclose(f);
+        return buf;
+}
+
+/* "tailscale 1.0->1.1 (Tailscale stable)": what the record's packages went from and to. */
+static char *packages_line(json_t *packages) {
+        char *buf = NULL;
+        size_t len = 0, i;
+        json_t *p;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return NULL;
+        json_array_foreach(packages, i, p) {
+                const char *origin = json_string_value(json_object_get(p, "origin"));
+                fprintf(f, "%s%s %s->%s", i ? ", " : "", json_string_value(json_object_get(p, "package")),
+                        json_string_value(json_object_get(p, "version_before")) ?: "(new)",
+                        json_string_value(json_object_get(p, "version")) ?: "(gone)");
+                if (origin)
+                        fprintf(f, " (%s)", origin);
         }
         fclose(f);
         return buf;
@@ -121,6 +144,7 @@ static void record_journal(json_t *rec) {
                         ifaces = buf;
                 }
         }
+        _cleanup_free_ char *packages = packages_line(json_object_get(rec, "packages"));
         _cleanup_free_ char *json = json_dumps(rec, JSON_COMPACT);
         int priority = streq_ptr(outcome, "failed") ? LOG_ERR : streq_ptr(outcome, "fixed") ? LOG_INFO : LOG_WARNING;
 
@@ -129,7 +153,8 @@ static void record_journal(json_t *rec) {
                                 outcome, (long long) found, (long long) left, units && *units ? units : "none",
                                 "MESSAGE_ID=" RECORD_MESSAGE_ID, "PRIORITY=%i", priority, "RAU_OUTCOME=%s", outcome,
                                 "RAU_STALE_FOUND=%lld", (long long) found, "RAU_STALE_LEFT=%lld", (long long) left,
-                                "RAU_UNITS_RELOADED=%s", units ? units : "", "RAU_RESTARTED_UNITS=%s",
+                                "RAU_UNITS_RELOADED=%s", units ? units : "", "RAU_PACKAGES=%s",
+                                packages ? packages : "", "RAU_RESTARTED_UNITS=%s",
                                 restarted ? restarted : "", "RAU_INTERFACES=%s", ifaces ? ifaces : "",
                                 "RAU_RECORD=%s", json ? json : "", NULL);
         if (r < 0)
@@ -189,4 +214,53 @@ int record_show_history(const char *state_dir, bool json, FILE *out) {
                         units && *units ? units : "-");
         }
         return 0;
+}
+
+char *record_one_line(json_t *rec) {
+        const char *outcome = json_string_value(json_object_get(rec, "outcome"));
+        char *buf = NULL;
+        size_t len = 0, i;
+        json_t *v;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return NULL;
+
+        fputs("reconcile-after-upgrade: ", f);
+        json_array_foreach(json_object_get(rec, "interfaces"), i, v)
+                fprintf(f, "%s%s %s", i ? ", " : "", json_string_value(json_object_get(v, "name")),
+                        json_string_value(json_object_get(v, "change")));
+        _cleanup_free_ char *packages = packages_line(json_object_get(rec, "packages"));
+        if (packages && *packages)
+                fprintf(f, " by %s", packages);
+        fprintf(f, "; %lld stale rule reference(s)", (long long) json_integer_value(json_object_get(rec, "stale_found")));
+
+        bool first = true;
+        json_array_foreach(json_object_get(rec, "actions"), i, v) {
+                const char *state = json_string_value(json_object_get(v, "state"));
+                const char *unit = json_string_value(json_object_get(v, "unit"));
+                const char *job = json_string_value(json_object_get(v, "job_result"));
+                fputs(first ? "; " : ", ", f);
+                first = false;
+                if (streq_ptr(state, "reloaded"))
+                        fprintf(f, "reloaded %s", unit);
+                else if (streq_ptr(state, "failed"))
+                        fprintf(f, "reloading %s FAILED (%s)", unit, job ?: "error");
+                else if (streq_ptr(state, "no-unit"))
+                        fprintf(f, "no unit loads table %s %s", json_string_value(json_object_get(v, "family")),
+                                json_string_value(json_object_get(v, "table")));
+                else
+                        fprintf(f, "%s not reloaded (%s)", unit ?: "?", state);
+        }
+
+        json_int_t left = json_integer_value(json_object_get(rec, "stale_left"));
+        if (streq_ptr(outcome, "fixed"))
+                fprintf(f, "; verified fresh in %.2f s.", json_real_value(json_object_get(rec, "seconds")));
+        else if (streq_ptr(outcome, "degraded"))
+                fprintf(f, "; %lld left, but the reload deleted %zu table(s)/chain(s) others had created: see "
+                        "'reconcile-after-upgrade history'.", (long long) left,
+                        json_array_size(json_object_get(rec, "collateral_loss")));
+        else
+                fprintf(f, "; %lld still stale: see 'reconcile-after-upgrade check'.", (long long) left);
+        fclose(f);
+        return buf;
 }

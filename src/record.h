@@ -22,10 +22,21 @@ enum record_outcome {
 
 const char *record_outcome_to_string(enum record_outcome o);
 
-/* found: the findings before acting; left: after verifying (NULL when nothing was acted on). */
-json_t *record_build(uint64_t now, enum record_outcome outcome, const struct findings *found,
-                     const struct reconcile_result *res, const struct findings *left, json_t *lost,
-                     json_t *pruned);
+struct record_input {
+        uint64_t time;
+        const char *via; /* "apt", "dpkg-trigger"; NULL: by hand */
+        enum record_outcome outcome;
+        const struct findings *found;      /* before acting */
+        const struct reconcile_result *res; /* NULL when nothing was planned */
+        const struct findings *left;        /* after verifying; NULL when nothing was acted on */
+        json_t *lost, *leftovers, *packages; /* each may be NULL */
+        double seconds;                      /* from the start of the run to the verdict */
+};
+
+json_t *record_build(const struct record_input *in);
+
+/* One line for apt's and unattended-upgrades' logs: what changed, what was reloaded, the verdict. */
+char *record_one_line(json_t *record);
 
 /* Journal, history and summary. Each failure is logged as a warning: recording never fails the run. */
 void record_store(const char *state_dir, json_t *record);

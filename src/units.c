@@ -63,15 +63,23 @@ static int read_invocation_id(sd_bus *bus, const char *path, char ret[33]) {
         return 0;
 }
 
-int units_list_invocations(sd_bus *bus, struct unit_invocations *ret) {
-        _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
+int units_list_invocations(sd_bus *bus, const char *const *patterns, struct unit_invocations *ret) {
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL, *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
         struct unit_invocations list = {};
+        static const char *const all_services[] = {"*.service", NULL};
         size_t allocated = 0;
         int r;
 
-        r = sd_bus_call_method(bus, SYSTEMD_DEST, SYSTEMD_PATH, MANAGER_IFACE, "ListUnitsByPatterns", &error, &reply,
-                               "asas", 0, 1, "*.service");
+        r = sd_bus_message_new_method_call(bus, &call, SYSTEMD_DEST, SYSTEMD_PATH, MANAGER_IFACE,
+                                           "ListUnitsByPatterns");
+        if (r >= 0)
+                r = sd_bus_message_append_strv(call, NULL);
+        if (r >= 0)
+                r = sd_bus_message_append_strv(call, (char **) (patterns ? patterns : all_services));
+        if (r < 0)
+                return r;
+        r = sd_bus_call(bus, call, 0, &error, &reply);
         sd_bus_error_free(&error);
         if (r < 0)
                 return r;
@@ -106,6 +114,17 @@ int units_list_invocations(sd_bus *bus, struct unit_invocations *ret) {
                         log_debug_errno(r, "units: %s: no InvocationID: %m", name);
         }
         unit_invocations_done(&list);
+        return r;
+}
+
+int units_fragment_path(sd_bus *bus, const char *name, char **ret) {
+        _cleanup_free_ char *path = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
+        int r = unit_path(name, &path);
+        if (r < 0)
+                return r;
+        r = sd_bus_get_property_string(bus, SYSTEMD_DEST, path, UNIT_IFACE, "FragmentPath", &error, ret);
+        sd_bus_error_free(&error);
         return r;
 }
 

@@ -28,7 +28,11 @@ struct unit_invocations {
         size_t n_units;
 };
 
-int units_list_invocations(sd_bus *bus, struct unit_invocations *ret);
+/* The service units matching patterns (NULL-terminated; NULL: every service) and their InvocationIDs. */
+int units_list_invocations(sd_bus *bus, const char *const *patterns, struct unit_invocations *ret);
+
+/* The file a unit was loaded from ("/lib/systemd/system/tailscaled.service"); "" for a transient unit. */
+int units_fragment_path(sd_bus *bus, const char *name, char **ret);
 void unit_invocations_done(struct unit_invocations *u);
 
 /* The planner's view of one unit, with the storage behind it. */
