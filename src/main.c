@@ -344,8 +344,11 @@ static json_t *describe_packages(sd_bus *bus, const struct findings *found, cons
 /* What one reconcile run knows at its end, for the record. */
 static void record_run(const struct context *ctx, struct record_input *in, const struct timespec *start,
                        json_t **ret_record) {
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
         in->via = ctx->hook;
         in->seconds = seconds_since(start);
+        in->finished = (double) wall.tv_sec + (double) (wall.tv_nsec / 1000) / 1e6;
         json_t *rec = record_build(in);
         if (!rec) {
                 log_oom();

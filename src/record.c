@@ -78,7 +78,7 @@ json_t *record_build(const struct record_input *in) {
                          (json_int_t) found->n_stale, "stale", stale_list(found), "actions", TAKE_PTR(actions),
                          "stale_left", (json_int_t) (left ? left->n_stale : found->n_stale), "stale_left_list",
                          left && left->n_stale ? stale_list(left) : NULL, "collateral_loss", in->lost, "leftovers",
-                         in->leftovers, "seconds", in->seconds);
+                         in->leftovers, "seconds", in->seconds, "finished", in->finished);
 }
 
 /* "a b c" from an array of strings, or of objects' field. */
