@@ -11,7 +11,9 @@
 #include <apt-pkg/tagfile.h>
 #include <cerrno>
 #include <cstdlib>
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -110,37 +112,101 @@ bool init_system() {
 
 }  // namespace
 
+namespace {
+
+/* Calls fn(name, version) for each package a dpkg status-format file lists as present. */
+template <typename Fn> bool scan_status(const std::string &path, Fn fn) {
+        FileFd fd;
+        if (!fd.Open(path, FileFd::ReadOnly))
+                return false;
+        pkgTagFile tags(&fd);
+        pkgTagSection section;
+        std::string native = _config->Find("APT::Architecture");
+        while (tags.Step(section)) {
+                std::string name = section.FindS("Package"), version = section.FindS("Version");
+                std::string status = section.FindS("Status"), arch = section.FindS("Architecture");
+                /* "install ok installed", "… unpacked", "… half-configured": present; the last word says so */
+                std::string state = status.substr(status.rfind(' ') + 1);
+                bool present = !version.empty() && state != "not-installed" && state != "config-files";
+                if (name.empty())
+                        continue;
+                if (!arch.empty() && arch != "all" && !native.empty() && arch != native)
+                        name += ":" + arch;
+                fn(name, present ? version : std::string());
+        }
+        return true;
+}
+
+std::string status_path() {
+        return _config->FindFile("Dir::State::status");
+}
+
+/* dpkg's own view of a package's version: its status file, then the journal of changes dpkg has not folded into
+ * it yet (updates/NNNN, in order). A dpkg trigger runs mid-run: the journal has the new version, while the status
+ * file, and apt's cache built from it, still say the old one. */
+std::string dpkg_version(const char *name) {
+        std::string path = status_path(), version;
+        auto take = [&](const std::string &n, const std::string &v) {
+                if (n == name)
+                        version = v;
+        };
+        scan_status(path, take);
+        std::filesystem::path updates = std::filesystem::path(path).parent_path() / "updates";
+        std::vector<std::string> journal;
+        std::error_code ec;
+        for (const auto &entry : std::filesystem::directory_iterator(updates, ec)) {
+                std::string file = entry.path().filename();
+                if (!file.empty() && file.find_first_not_of("0123456789") == std::string::npos)
+                        journal.push_back(entry.path());
+        }
+        std::sort(journal.begin(), journal.end());
+        for (const auto &file : journal)
+                scan_status(file, take);
+        return version;
+}
+
+/* "Tailscale stable": Origin and Suite of the archive apt knows this version from; "" when none (dpkg -i). */
+std::string archive_of(const char *name, const std::string &version) {
+        pkgCacheFile cachefile;
+        pkgCache *cache = cachefile.GetPkgCache(); /* builds in memory if need be; takes no lock */
+        if (!cache)
+                return "";
+        pkgCache::PkgIterator pkg = cache->FindPkg(name);
+        if (pkg.end())
+                return "";
+        for (pkgCache::VerIterator ver = pkg.VersionList(); !ver.end(); ++ver) {
+                if (version != ver.VerStr())
+                        continue;
+                for (pkgCache::VerFileIterator vf = ver.FileList(); !vf.end(); ++vf) {
+                        pkgCache::PkgFileIterator file = vf.File();
+                        if (file.Flagged(pkgCache::Flag::NotSource) || !file.Origin())
+                                continue; /* dpkg's status file: installed, but from nowhere */
+                        std::string origin = file.Origin();
+                        if (file.Archive() && *file.Archive())
+                                origin += std::string(" ") + file.Archive();
+                        return origin;
+                }
+        }
+        return "";
+}
+
+}  // namespace
+
 extern "C" int apt_shim_dpkg_versions(const char *status_file, struct apt_shim_entry **ret_entries, size_t *ret_n) {
         *ret_entries = nullptr;
         *ret_n = 0;
         try {
-                std::string path = status_file ? status_file : "";
-                if (path.empty()) {
-                        if (!init_system())
-                                return pop_errors(), -EIO;
-                        path = _config->FindFile("Dir::State::status");
-                }
-                FileFd fd;
-                if (!fd.Open(path, FileFd::ReadOnly)) {
-                        pop_errors();
-                        return -ENOENT;
-                }
-                pkgTagFile tags(&fd);
-                pkgTagSection section;
-                std::string native = _config->Find("APT::Architecture");
+                if (!status_file && !init_system())
+                        return pop_errors(), -EIO;
                 std::vector<std::pair<std::string, std::string>> versions;
-                while (tags.Step(section)) {
-                        std::string name = section.FindS("Package"), version = section.FindS("Version");
-                        std::string status = section.FindS("Status"), arch = section.FindS("Architecture");
-                        /* "install ok installed", "… unpacked", "… half-configured": present; the last word says so */
-                        std::string state = status.substr(status.rfind(' ') + 1);
-                        if (name.empty() || version.empty() || state == "not-installed" || state == "config-files")
-                                continue;
-                        if (!arch.empty() && arch != "all" && !native.empty() && arch != native)
-                                name += ":" + arch;
-                        versions.emplace_back(name, version);
-                }
+                bool ok = scan_status(status_file ? status_file : status_path(),
+                                      [&](const std::string &n, const std::string &v) {
+                                              if (!v.empty())
+                                                      versions.emplace_back(n, v);
+                                      });
                 pop_errors();
+                if (!ok)
+                        return -ENOENT;
                 return entries_from(versions, ret_entries, ret_n);
         } catch (const std::bad_alloc &) {
                 return -ENOMEM;
@@ -155,30 +221,15 @@ extern "C" int apt_shim_package_installed(const char *name, char **ret_version, 
         try {
                 if (!init_system())
                         return pop_errors(), -EIO;
-                pkgCacheFile cachefile;
-                pkgCache *cache = cachefile.GetPkgCache(); /* builds in memory if need be; takes no lock */
-                if (!cache) {
-                        pop_errors();
-                        return -EIO;
-                }
-                pkgCache::PkgIterator pkg = cache->FindPkg(name);
-                if (pkg.end() || pkg->CurrentVer == 0) {
+                std::string version = dpkg_version(name);
+                if (version.empty()) {
                         pop_errors();
                         return -ENOENT;
                 }
-                pkgCache::VerIterator ver = pkg.CurrentVer();
-                std::string origin;
-                for (pkgCache::VerFileIterator vf = ver.FileList(); !vf.end(); ++vf) {
-                        pkgCache::PkgFileIterator file = vf.File();
-                        if (file.Flagged(pkgCache::Flag::NotSource) || !file.Origin())
-                                continue; /* dpkg's status file: installed, but from nowhere */
-                        origin = file.Origin();
-                        if (file.Archive() && *file.Archive())
-                                origin = origin + " " + file.Archive();
-                        break;
-                }
+
+                std::string origin = archive_of(name, version);
                 pop_errors();
-                *ret_version = strdup(ver.VerStr());
+                *ret_version = strdup(version.c_str());
                 if (!*ret_version)
                         return -ENOMEM;
                 if (!origin.empty() && !(*ret_origin = strdup(origin.c_str()))) {

@@ -505,6 +505,12 @@ static int cmd_reconcile(struct context *ctx, json_t **ret_record) {
                         json_string_value(json_object_get(item, "table")), json_object_get(item, "chain") ? " " : "",
                         json_object_get(item, "chain") ? json_string_value(json_object_get(item, "chain")) : "");
 
+        /* What was just verified is the next run's "before": a dpkg -i later, with no Pre-Invoke snapshot of its
+         * own, then compares against it, not against the state before this change. */
+        r = snapshot_write(ctx->run_dir, now, &again.links, &again.ruleset, &v.now.owners, &v.now.units);
+        if (r < 0)
+                log_warning_errno(r, "Failed to write %s/%s: %m", ctx->run_dir, SNAPSHOT_FILE);
+
         in.left = &left;
         in.outcome = failed ? OUTCOME_FAILED
                      : json_array_size(lost) ? OUTCOME_DEGRADED

@@ -71,7 +71,7 @@ json_t *record_build(const struct record_input *in) {
                         return NULL;
         }
 
-        return json_pack("{s:I, s:s?, s:s, s:O, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?, s:O?, s:f}", "time",
+        return json_pack("{s:I, s:s?, s:s, s:o, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?, s:O?, s:f, s:f}", "time",
                          (json_int_t) in->time, "via", in->via, "outcome", record_outcome_to_string(in->outcome),
                          "packages", in->packages ? json_incref(in->packages) : json_array(), "restarted_units",
                          TAKE_PTR(restarted), "interfaces", TAKE_PTR(ifaces), "stale_found",

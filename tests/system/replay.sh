@@ -6,8 +6,9 @@
 #
 # Halves, one container each:
 #   replay_control  without reconcile-after-upgrade: the rules are left holding the old index, as in the incident.
-# A half "with reconcile-after-upgrade installed" is another function built from the same steps: replay_prepare
-# NAME, install the product, replay_upgrade, its own assertions, ct_poweroff (see the end of this file).
+#   replay_product  with the .deb installed: the hooks and the trigger reload nftables-local.service, the rules are
+#                   fresh, the record names the package; then the dpkg-trigger path (dpkg -i 1.2, no apt) and a
+#                   chroot-style apt run (systemd not running) where apt succeeds and the hook says it skipped.
 #
 # Env: top_builddir (holds tests/tun-holder; default /work/main/build), TUN_HOLDER (default
 # $top_builddir/tests/tun-holder), RAU_REPLAY_WORK (host temp dirs, default /var/tmp). Host tools: dpkg-deb,
@@ -21,6 +22,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${top_builddir:=/work/main/build}"
 : "${TUN_HOLDER:=$top_builddir/tests/tun-holder}"
 : "${RAU_REPLAY_WORK:=/var/tmp}"
+: "${top_srcdir:=$(cd "$here/../.." && pwd)}"
+# needrestart runs beside us on many machines: its Post-Invoke hook must come before ours
+export RAU_CT_EXTRA_PACKAGES=needrestart
 BUILD_REPO=$here/fakescale/build-repo
 
 # replay_init: checks the host, makes the repository's temp dir (removed at exit, after the power off).
@@ -33,6 +37,7 @@ replay_init() {
 			ct_bail "$tool is missing (apt-get install systemd-container debootstrap util-linux dpkg apt-utils)"
 	done
 	[ -x "$TUN_HOLDER" ] || ct_bail "$TUN_HOLDER not built (cd $top_builddir && make tests/tun-holder)"
+	DEB=$("$top_srcdir/tests/system/build-deb" "$top_builddir/deb") || ct_bail "could not build the .deb"
 	REPO_HOST=$(mktemp -d "$RAU_REPLAY_WORK/rau-replay-repo.XXXXXX") || ct_bail "no temp dir in $RAU_REPLAY_WORK"
 	# set before ct_boot: container.sh runs it after powering the container off
 	trap 'rm -rf "$REPO_HOST"' EXIT
@@ -188,10 +193,91 @@ replay_control() {
 	ct_check "the container powered off cleanly" ct_poweroff
 }
 
+# ---------------------------------------------------------------- the half with the product
+# record_field JQ: from the newest history record
+last_record() { ct_exec tail -n 1 /var/lib/reconcile-after-upgrade/history.jsonl 2>/dev/null; }
+records() { ct_exec sh -c 'cat /var/lib/reconcile-after-upgrade/history.jsonl 2>/dev/null | wc -l'; }
+# usec_of UNIT PROPERTY: a unit's timestamp as seconds since the epoch, to the µs
+unit_time() {
+	local t
+	t=$(ct_exec systemctl show -p "$2" --value --timestamp=us+utc "$1")
+	date -u -d "${t% UTC}" +%s.%N 2>/dev/null
+}
+fresh() { test "$(grep -cE '(iif|oif) "tailscale0"' <<<"$1")" -eq 2 && ! grep -qE '(iif|oif) [0-9]+ ' <<<"$1"; }
+reloads() { ct_exec journalctl -q -u nftables-local.service -o cat | grep -c 'Finished nftables-local.service'; }
+
+replay_product() {
+	local out rc rec n0 r0 line t_stale t_fresh
+	replay_prepare rau-replay-product
+	ct_copy_in "$DEB" /var/tmp/reconcile-after-upgrade.deb
+	out=$(ct_exec apt-get install -y /var/tmp/reconcile-after-upgrade.deb 2>&1)
+	rc=$?
+	[ $rc -eq 0 ] || ct_diag "$out"
+	ct_check "apt-get install of the .deb exits 0 (no network: its dependencies are in the rootfs)" test $rc -eq 0
+	ct_check "our Post-Invoke hook runs after needrestart's (apt.conf.d file-name order)" \
+		test "$(ct_exec apt-config dump DPkg::Post-Invoke | grep -oE 'needrestart|reconcile-after-upgrade' | uniq |
+			tr '\n' ' ')" = "needrestart reconcile-after-upgrade "
+
+	r0=$(reloads)
+	replay_upgrade
+	ct_check "unattended-upgrade exits 0" test "$UU_RC" -eq 0
+	ct_check "it upgraded tailscale to 1.1 (dpkg-query: $(pkg_version))" test "$(pkg_version)" = 1.1
+	ct_check "tailscale0 was re-created with a new ifindex ($IDX_BEFORE -> ${IDX_AFTER:-none})" \
+		test -n "$IDX_AFTER" -a "$IDX_AFTER" != "$IDX_BEFORE"
+	ct_check "the rules are fresh: iif/oif \"tailscale0\", no bare index" fresh "$RULES_AFTER"
+	ct_check "nftables-local.service was reloaded once" test "$(($(reloads) - r0))" -eq 1
+	out=$(ct_exec cat /var/log/unattended-upgrades/unattended-upgrades-dpkg.log | grep '^reconcile-after-upgrade:')
+	ct_diag "our lines in unattended-upgrades-dpkg.log:" "$out"
+	ct_check "one line in the unattended-upgrades log says what was reloaded and why" \
+		test "$(grep -c 'tailscale0 recreated by tailscale 1.0->1.1 (Tailscale stable).*reloaded nftables-local.service.*verified fresh' <<<"$out")" -eq 1
+	ct_check "and no other line of ours" test "$(wc -l <<<"$out")" -eq 1
+	rec=$(last_record)
+	ct_diag "the history record:" "$(jq . <<<"$rec")"
+	ct_check "one history record: outcome fixed, package tailscale 1.0 -> 1.1 from Tailscale stable" \
+		test "$(records) $(jq -c '[.outcome, .packages[0].package, .packages[0].version_before, .packages[0].version, .packages[0].origin, .packages[0].units]' <<<"$rec")" = \
+		'1 ["fixed","tailscale","1.0","1.1","Tailscale stable",["tailscaled.service"]]'
+	ct_check "the journal has the entry" \
+		test "$(ct_exec journalctl -q MESSAGE_ID=1081ccdfd4e44403bdfd47027dcb408a -o json | jq -r .RAU_PACKAGES)" = "tailscale 1.0->1.1 (Tailscale stable)"
+	t_stale=$(unit_time tailscaled.service ActiveEnterTimestamp)
+	t_fresh=$(jq .finished <<<"$rec")
+	STALE_WINDOW=$(ct_secs "$t_stale" "$t_fresh")
+	ct_diag "rules stale from tailscaled's restart to verified fresh: $STALE_WINDOW s (via $(jq -r .via <<<"$rec"); the post-mortem's outage: 4 h 33 min)"
+	ct_check "verified fresh within 1 s of the daemon's restart" awk -v s="$STALE_WINDOW" 'BEGIN { exit !(s >= 0 && s <= 1) }'
+
+	# The dpkg-trigger path: dpkg -i, no apt, so no apt hook; dpkg's trigger on the unit directories runs us.
+	n0=$(records) r0=$(reloads)
+	replay_dpkg_i
+	ct_check "dpkg -i: the rules are fresh again" fresh "$(forward_chain)"
+	ct_check "dpkg -i: nftables-local.service reloaded once" test "$(($(reloads) - r0))" -eq 1
+	rec=$(last_record)
+	ct_check "dpkg -i: one new record, via the dpkg trigger, tailscale 1.1 -> 1.2 (no origin: not from a repository)" \
+		test "$(($(records) - n0)) $(jq -c '[.via, .outcome, .packages[0].version_before, .packages[0].version, .packages[0].origin]' <<<"$rec")" = \
+		'1 ["dpkg-trigger","fixed","1.1","1.2",null]'
+
+	# Nothing network-related changes: the hooks stay silent and record nothing.
+	n0=$(records)
+	out=$(ct_exec apt-get install -y --reinstall reconcile-after-upgrade 2>&1 </dev/null)
+	rc=$?
+	ct_check "an apt run that changes nothing of ours: exit 0, no line, no record" \
+		test "$rc $(grep -c '^reconcile-after-upgrade:' <<<"$out") $(($(records) - n0))" = "0 0 0"
+
+	# Chroot-style: the same rootfs from outside, where systemd is not running (as in debootstrap or an image
+	# build). apt must succeed; the hook says it skipped; the host's rules are not touched.
+	out=$(chroot "$CT_ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --allow-downgrades tailscale=1.1 2>&1 </dev/null)
+	rc=$?
+	ct_diag "chroot apt-get install tailscale=1.1 (exit $rc):" "$(grep -E '^(reconcile|Setting up|Processing|E:)' <<<"$out")"
+	ct_check "chroot: apt exits 0 and installed tailscale 1.1" test "$rc $(pkg_version)" = "0 1.1"
+	# once from the dpkg trigger, once from the Post-Invoke hook, and nothing else of ours
+	ct_check "chroot: the trigger and the hook each say they skipped, in one line" \
+		test "$(grep -c '^reconcile-after-upgrade:' <<<"$out") $(grep -c '^reconcile-after-upgrade: systemd is not running here (chroot or image build): skipped.$' <<<"$out")" = "2 2"
+	ct_check "the container powered off cleanly" ct_poweroff
+}
+
 replay_main() {
 	replay_init
 	replay_control
-	# replay_with_product   # the second half goes here
+	replay_product
 	ct_diag "whole replay: $(ct_secs "$T_START" "$(date +%s.%N)") s"
 	ct_tap_done
 }
