@@ -285,6 +285,8 @@ static void print_actions(FILE *out, const struct reconcile_result *res) {
                         break;
                 case ACTION_WOULD_RELOAD:
                         fprintf(out, "table %s %s: would reload %s (%s)\n", p->family, p->table, p->unit, p->why);
+                        if (a->warning)
+                                fprintf(out, "Warning: %s.\n", a->warning);
                         break;
                 case ACTION_NEVER_TOUCH:
                         fprintf(out, "table %s %s: not reloading %s: it is in Reconcile-After-Upgrade::Never-Touch\n",
@@ -463,7 +465,7 @@ static int cmd_reconcile(struct context *ctx, json_t **ret_record) {
         }
 
         struct reconcile_options opt = {.config = &ctx->config, .dry_run = ctx->dry_run,
-                                        .policy_rc_d = "/usr/sbin/policy-rc.d"};
+                                        .policy_rc_d = "/usr/sbin/policy-rc.d", .ruleset = &v.now.ruleset};
         r = reconcile_plan_and_act(bus, &opt, found, &res);
         if (r < 0)
                 return r;

@@ -199,3 +199,131 @@ void plan_item_done(struct plan_item *item) {
         free(item->why);
         *item = (struct plan_item){};
 }
+
+static const char *const nft_families[] = {"ip", "ip6", "inet", "arp", "bridge", "netdev"};
+
+static bool is_family(const char *word, size_t len) {
+        for (size_t i = 0; i < ELEMENTSOF(nft_families); i++)
+                if (strlen(nft_families[i]) == len && memcmp(word, nft_families[i], len) == 0)
+                        return true;
+        return false;
+}
+
+static int scope_add_table(struct unit_scope *scope, const char *family, size_t family_len, const char *name,
+                           size_t name_len) {
+        _cleanup_free_ char *t = NULL;
+        if (asprintf(&t, "%.*s %.*s", (int) family_len, family, (int) name_len, name) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < scope->n_tables; i++)
+                if (streq(scope->tables[i], t))
+                        return 0;
+        char **l = reallocarray(scope->tables, scope->n_tables + 2, sizeof(char *));
+        if (!l)
+                return -ENOMEM;
+        scope->tables = l;
+        l[scope->n_tables++] = TAKE_PTR(t);
+        l[scope->n_tables] = NULL;
+        return 0;
+}
+
+static int scope_scan_text(const char *text, const char *script_root, unsigned depth, struct unit_scope *scope);
+
+/* Any regular file the configuration names: an nft -f file needs no #! to matter. */
+static int scope_scan_file(const char *path, const char *script_root, unsigned depth, struct unit_scope *scope) {
+        char full[4096];
+        if (depth > SCRIPT_MAX_DEPTH)
+                return 0;
+        snprintf(full, sizeof(full), "%s%s", script_root ? script_root : "", path);
+        _cleanup_close_ int fd = open(full, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return 0;
+        _cleanup_free_ char *buf = malloc(SCRIPT_MAX_SIZE + 1);
+        if (!buf)
+                return -ENOMEM;
+        ssize_t n = read(fd, buf, SCRIPT_MAX_SIZE);
+        if (n <= 0 || memchr(buf, '\0', (size_t) n))
+                return 0; /* empty, or a binary such as nft itself */
+        buf[n] = '\0';
+        return scope_scan_text(buf, script_root, depth + 1, scope);
+}
+
+/* The words, outside comments: "flush ruleset", "table [FAMILY] NAME", and absolute paths to follow. */
+static int scope_scan_text(const char *text, const char *script_root, unsigned depth, struct unit_scope *scope) {
+        const char *prev = NULL, *p = text;
+        size_t prev_len = 0;
+        int r;
+
+        while (*p) {
+                if (*p == '#' && (p == text || !is_word_char(p[-1]))) {
+                        p += strcspn(p, "\n");
+                        continue;
+                }
+                if (!is_word_char(*p)) {
+                        p++;
+                        continue;
+                }
+                size_t len = 0;
+                while (is_word_char(p[len]))
+                        len++;
+
+                if (prev && prev_len == 5 && memcmp(prev, "flush", 5) == 0 && len == 7 && memcmp(p, "ruleset", 7) == 0)
+                        scope->flushes_ruleset = true;
+                if (prev && prev_len == 5 && memcmp(prev, "table", 5) == 0) {
+                        /* "table inet filter" or "table filter" (family ip) */
+                        const char *name = p, *q = p + len;
+                        size_t name_len = len;
+                        if (is_family(p, len)) {
+                                q += strspn(q, " \t");
+                                name = q;
+                                name_len = 0;
+                                while (is_word_char(name[name_len]))
+                                        name_len++;
+                        }
+                        if (name_len > 0 &&
+                            (r = scope_add_table(scope, name == p ? "ip" : p, name == p ? 2 : len, name, name_len)) < 0)
+                                return r;
+                }
+                if (p[0] == '/' && len < 4096) {
+                        char path[4096];
+                        memcpy(path, p, len);
+                        path[len] = '\0';
+                        if ((r = scope_scan_file(path, script_root, depth, scope)) < 0)
+                                return r;
+                }
+                prev = p;
+                prev_len = len;
+                p += len;
+        }
+        return 0;
+}
+
+int plan_unit_scope(const struct unit_info *u, const char *script_root, struct unit_scope *ret) {
+        struct unit_scope scope = {};
+        int r = 0;
+        for (char **e = u->exec; e && *e && r >= 0; e++)
+                r = scope_scan_text(*e, script_root, 0, &scope);
+        if (r < 0) {
+                unit_scope_done(&scope);
+                return r;
+        }
+        *ret = scope;
+        return 0;
+}
+
+bool unit_scope_defines(const struct unit_scope *scope, const char *family, const char *table) {
+        for (size_t i = 0; i < scope->n_tables; i++) {
+                size_t flen = strlen(family);
+                if (strncmp(scope->tables[i], family, flen) == 0 && scope->tables[i][flen] == ' ' &&
+                    streq(scope->tables[i] + flen + 1, table))
+                        return true;
+        }
+        return false;
+}
+
+void unit_scope_done(struct unit_scope *scope) {
+        for (size_t i = 0; i < scope->n_tables; i++)
+                free(scope->tables[i]);
+        free(scope->tables);
+        *scope = (struct unit_scope){};
+}

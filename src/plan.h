@@ -59,3 +59,16 @@ void plan_item_done(struct plan_item *item);
 
 /* Whether a command line runs nft, directly, through a shell, or through a script that does. */
 bool exec_runs_nft(const char *command_line, const char *script_root);
+
+/* What reloading a unit does to the rest of the ruleset: whether its configuration flushes the whole ruleset, and
+ * the tables it defines. Read from its Exec lines and the files they name (scripts, nft -f files, includes),
+ * followed two levels deep. */
+struct unit_scope {
+        bool flushes_ruleset;
+        char **tables; /* "inet filter", NULL-terminated; NULL when none */
+        size_t n_tables;
+};
+
+int plan_unit_scope(const struct unit_info *u, const char *script_root, struct unit_scope *ret);
+bool unit_scope_defines(const struct unit_scope *scope, const char *family, const char *table);
+void unit_scope_done(struct unit_scope *scope);

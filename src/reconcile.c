@@ -72,6 +72,38 @@ static int table_daemons(const struct findings *f, uint8_t family, const char *t
         return 0;
 }
 
+/* A configuration that begins with "flush ruleset" deletes every table, also those other daemons created for
+ * themselves (tailscale's ts-* chains) and that it does not define again: say so before anything is touched. */
+static int flush_warning(const struct unit_info *u, const struct ruleset *rs, char **ret) {
+        _cleanup_(unit_scope_done) struct unit_scope scope = {};
+        char *buf = NULL;
+        size_t len = 0, n = 0;
+        int r;
+
+        *ret = NULL;
+        if (!rs || (r = plan_unit_scope(u, NULL, &scope)) < 0 || !scope.flushes_ruleset)
+                return 0; /* unreadable configuration: no warning rather than a wrong one */
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return -ENOMEM;
+        fprintf(f, "reloading %s flushes the whole ruleset and would delete", u->name);
+        for (size_t i = 0; i < rs->n_tables; i++) {
+                const char *family = nfproto_to_string(rs->tables[i].family);
+                if (unit_scope_defines(&scope, family, rs->tables[i].table))
+                        continue;
+                fprintf(f, "%s table %s %s", n++ ? "," : "", family, rs->tables[i].table);
+        }
+        fputs(", which its configuration does not create again", f);
+        if (fclose(f) != 0)
+                return -ENOMEM;
+        if (n == 0) {
+                free(buf);
+                return 0;
+        }
+        *ret = buf;
+        return 0;
+}
+
 int reconcile_plan_and_act(sd_bus *bus, const struct reconcile_options *opt, const struct findings *f,
                            struct reconcile_result *ret) {
         _cleanup_(unit_facts_list_done) struct unit_facts_list units = {};
@@ -122,8 +154,13 @@ int reconcile_plan_and_act(sd_bus *bus, const struct reconcile_options *opt, con
                         a->state = ACTION_NO_UNIT;
                 else if (a->plan.never_touch)
                         a->state = ACTION_NEVER_TOUCH;
-                else if (opt->dry_run || opt->config->mode == MODE_REPORT)
+                else if (opt->dry_run || opt->config->mode == MODE_REPORT) {
                         a->state = ACTION_WOULD_RELOAD;
+                        if (u && (r = flush_warning(u, opt->ruleset, &a->warning)) < 0) {
+                                reconcile_result_done(&res);
+                                return log_oom();
+                        }
+                }
                 else {
                         /* Each unit at most once per run, whatever the number of its tables. */
                         for (size_t j = 0; j + 1 < res.n_actions; j++)
@@ -147,8 +184,10 @@ int reconcile_plan_and_act(sd_bus *bus, const struct reconcile_options *opt, con
 }
 
 void reconcile_result_done(struct reconcile_result *r) {
-        for (size_t i = 0; i < r->n_actions; i++)
+        for (size_t i = 0; i < r->n_actions; i++) {
                 plan_item_done(&r->actions[i].plan);
+                free(r->actions[i].warning);
+        }
         free(r->actions);
         *r = (struct reconcile_result){};
 }

@@ -26,7 +26,8 @@ struct action {
         struct plan_item plan;
         enum action_state state;
         struct act_result result;
-        int error; /* with ACTION_FAILED */
+        int error;     /* with ACTION_FAILED */
+        char *warning; /* with ACTION_WOULD_RELOAD: what else the reload would delete */
 };
 
 struct reconcile_result {
@@ -38,6 +39,7 @@ struct reconcile_options {
         const struct config *config;
         bool dry_run;
         const char *policy_rc_d;
+        const struct ruleset *ruleset; /* the tables that exist now, for the warning before a flushing reload */
 };
 
 /* Needs a bus with systemd on the other end; the caller checks that first. */

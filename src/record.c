@@ -63,11 +63,11 @@ json_t *record_build(const struct record_input *in) {
                 if (a->state == ACTION_SAME_UNIT)
                         continue;
                 if (json_array_append_new(
-                            actions, json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s?, s:f}", "family", a->plan.family,
-                                               "table", a->plan.table, "unit", a->plan.unit, "why", a->plan.why,
-                                               "state", action_state_to_string(a->state), "job_result",
+                            actions, json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s?, s:f, s:s?}", "family",
+                                               a->plan.family, "table", a->plan.table, "unit", a->plan.unit, "why",
+                                               a->plan.why, "state", action_state_to_string(a->state), "job_result",
                                                a->result.job_result[0] ? a->result.job_result : NULL, "seconds",
-                                               (double) a->result.duration_usec / 1e6)) < 0)
+                                               (double) a->result.duration_usec / 1e6, "warning", a->warning)) < 0)
                         return NULL;
         }
 

@@ -206,6 +206,11 @@ table ip ts-daemon {
 }
 NFT
 restart_daemon
+out=$(ct_exec reconcile-after-upgrade --dry-run)
+ct_diag "$out"
+ct_check "--dry-run warns beforehand that the reload flushes the ruleset, naming the table it would delete" \
+	grep -qx "Warning: reloading nftables-local.service flushes the whole ruleset and would delete table ip ts-daemon, which its configuration does not create again." <<<"$out"
+ct_check "and it touched nothing: ts-daemon still exists" ct_exec nft list table ip ts-daemon
 out=$(ct_exec reconcile-after-upgrade)
 rc=$?
 ct_diag "$out"

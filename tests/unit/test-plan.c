@@ -161,12 +161,42 @@ static void test_never_touch(void **state) {
         plan_item_done(&it);
 }
 
+static void test_unit_scope(void **state) {
+        struct unit_scope scope;
+        struct unit_info nftables = {.name = "nftables.service", .exec = STRV("/usr/sbin/nft -f /etc/nftables.conf")};
+        struct unit_info local = {.name = "nftables-local.service", .exec = STRV("/etc/wrapper.sh")};
+        struct unit_info inline_sh = {.name = "fw.service",
+                                      .exec = STRV("/bin/sh -c 'nft flush ruleset && nft add table bridge br0'")};
+
+        /* Debian's shape: flush ruleset, then its own tables, one of them from an include */
+        assert_int_equal(plan_unit_scope(&nftables, ROOT, &scope), 0);
+        assert_true(scope.flushes_ruleset);
+        assert_int_equal(scope.n_tables, 2);
+        assert_true(unit_scope_defines(&scope, "inet", "filter"));
+        assert_true(unit_scope_defines(&scope, "ip", "nat"));
+        assert_false(unit_scope_defines(&scope, "inet", "ts-forward"));
+        assert_false(unit_scope_defines(&scope, "ip", "commented-out"));
+        unit_scope_done(&scope);
+
+        /* the post-mortem's script, through a wrapper: adds to its table, flushes nothing */
+        assert_int_equal(plan_unit_scope(&local, ROOT, &scope), 0);
+        assert_false(scope.flushes_ruleset);
+        assert_int_equal(scope.n_tables, 1);
+        assert_true(unit_scope_defines(&scope, "inet", "filter"));
+        unit_scope_done(&scope);
+
+        assert_int_equal(plan_unit_scope(&inline_sh, ROOT, &scope), 0);
+        assert_true(scope.flushes_ruleset);
+        assert_true(unit_scope_defines(&scope, "bridge", "br0"));
+        unit_scope_done(&scope);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_exec_runs_nft),         cmocka_unit_test(test_postmortem_wants),
                 cmocka_unit_test(test_every_dependency_kind), cmocka_unit_test(test_template_instance_and_partof),
                 cmocka_unit_test(test_configuration_wins),    cmocka_unit_test(test_fallbacks),
-                cmocka_unit_test(test_never_touch),
+                cmocka_unit_test(test_never_touch),           cmocka_unit_test(test_unit_scope),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
