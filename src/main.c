@@ -337,7 +337,7 @@ static json_t *describe_packages(sd_bus *bus, const struct findings *found, cons
                         log_debug_errno(r, "%s: no unit file: %m", unit);
                 units[n++] = unit;
         }
-        packages = packages_describe(DPKG_ADMINDIR, changes, units, (const char *const *) paths, n);
+        packages = packages_describe(NULL, changes, units, (const char *const *) paths, n);
         for (size_t k = 0; k < n; k++)
                 free(paths[k]);
         return packages;

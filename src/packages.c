@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* packages.c: dpkg's status stream in, package changes out; unit file → package; versions and origin. */
-#include <dirent.h>
 #include <fcntl.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 
 #include "apt-shim.h"
@@ -13,7 +14,6 @@
 #include "packages.h"
 
 #define EVENTS_MAX_SIZE (16u * 1024 * 1024)
-#define LIST_MAX_SIZE (64u * 1024 * 1024)
 
 static const char *const recorded_actions[] = {"install", "upgrade", "configure", "remove", "purge", "disappear"};
 
@@ -193,71 +193,77 @@ int package_changes_take(const char *run_dir, struct package_changes *ret) {
         return 0;
 }
 
-/* /usr-merge: /usr/lib/x and /lib/x are one file. dpkg's list holds whichever the package shipped (Debian 12 units
- * are in /lib/systemd/system), systemd's FragmentPath either. */
+/* "tailscale: /lib/systemd/system/tailscaled.service" (or "a, b: path" when several packages ship it): the first
+ * package. "diversion by …" lines say who moved a file, not who ships it. */
+static int search_output_parse(const char *out, char **ret) {
+        for (const char *line = out; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+                if (strncmp(line, "diversion by ", 13) == 0)
+                        continue;
+                size_t len = strcspn(line, ",:\n");
+                if (len == 0 || line[len] == '\n' || !line[len])
+                        continue;
+                const char *colon = memchr(line, ':', len);
+                /* "name:arch: path" for a multi-arch package: the record wants its name */
+                *ret = strndup(line, colon ? (size_t) (colon - line) : len);
+                return *ret ? 0 : -ENOMEM;
+        }
+        return -ENOENT;
+}
+
+/* /usr-merge: /usr/lib/x and /lib/x are one file. dpkg knows whichever the package shipped (Debian 12 units are in
+ * /lib/systemd/system), systemd's FragmentPath may name either. */
 static const char *usr_unmerged(const char *path) {
         return strncmp(path, "/usr/lib/", 9) == 0 ? path + 4 : path;
 }
 
-static bool list_has_path(const char *list, const char *path) {
-        const char *want = usr_unmerged(path);
-        size_t want_len = strlen(want);
-        for (const char *p = list; *p;) {
-                const char *end = strchrnul(p, '\n'), *q = usr_unmerged(p);
-                if (q < end && (size_t) (end - q) == want_len && memcmp(q, want, want_len) == 0)
-                        return true;
-                p = *end ? end + 1 : end;
-        }
-        return false;
-}
-
-static int list_check(const char *infodir, const char *list_name, const char *path) {
-        _cleanup_free_ char *text = NULL;
-        int r = file_read(infodir, list_name, LIST_MAX_SIZE, &text, NULL);
-        if (r < 0)
-                return r == -ENOENT ? 0 : r;
-        return list_has_path(text, path);
-}
-
-static int package_from_list_name(const char *list_name, char **ret) {
-        size_t len = strlen(list_name) - strlen(".list");
-        /* "name:arch.list" names a foreign or multi-arch package; the record wants its name */
-        const char *colon = memchr(list_name, ':', len);
-        *ret = strndup(list_name, colon ? (size_t) (colon - list_name) : len);
-        return *ret ? 0 : -ENOMEM;
-}
-
-int package_owning(const char *admindir, const char *path, const struct package_changes *candidates, char **ret) {
-        _cleanup_free_ char *infodir = NULL;
+int package_owning(const char *admindir, const char *path, char **ret) {
+        _cleanup_free_ char *admin_arg = NULL, *out = NULL;
+        const char *unmerged = usr_unmerged(path);
+        int pipefd[2];
+        pid_t pid;
         int r;
 
-        if (asprintf(&infodir, "%s/info", admindir) < 0)
+        if (admindir && asprintf(&admin_arg, "--admindir=%s", admindir) < 0)
                 return -ENOMEM;
-
-        _cleanup_(closedirp) DIR *d = opendir(infodir);
-        if (!d)
+        /* dpkg-query is dpkg's interface to its database, and reads it without the lock a running dpkg holds */
+        char *argv[8], **a = argv;
+        *a++ = (char *) "dpkg-query";
+        if (admin_arg)
+                *a++ = admin_arg;
+        *a++ = (char *) "--search";
+        *a++ = (char *) "--";
+        *a++ = (char *) path;
+        if (unmerged != path)
+                *a++ = (char *) unmerged;
+        *a = NULL;
+        if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return -errno;
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_adddup2(&actions, pipefd[1], STDOUT_FILENO);
+        posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+        posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+        r = -posix_spawnp(&pid, "dpkg-query", &actions, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&actions);
+        close(pipefd[1]);
+        if (r < 0) {
+                close(pipefd[0]);
+                return r;
+        }
 
-        /* The candidates first: dpkg just touched them, and one list is cheaper than all of them. */
-        for (size_t i = 0; candidates && i < candidates->n_changes; i++) {
-                _cleanup_free_ char *list_name = NULL;
-                if (asprintf(&list_name, "%s.list", candidates->changes[i].name) < 0)
-                        return -ENOMEM;
-                if ((r = list_check(infodir, list_name, path)) < 0)
-                        return r;
-                if (r > 0)
-                        return package_from_list_name(list_name, ret);
-        }
-        for (struct dirent *de; (de = readdir(d));) {
-                size_t len = strlen(de->d_name);
-                if (len <= 5 || !streq(de->d_name + len - 5, ".list"))
-                        continue;
-                if ((r = list_check(infodir, de->d_name, path)) < 0)
-                        return r;
-                if (r > 0)
-                        return package_from_list_name(de->d_name, ret);
-        }
-        return -ENOENT;
+        size_t size = 0;
+        _cleanup_fclose_ FILE *memf = open_memstream(&out, &size);
+        char buf[4096];
+        ssize_t n;
+        while ((n = read(pipefd[0], buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
+                if (n > 0 && memf)
+                        fwrite(buf, 1, (size_t) n, memf);
+        close(pipefd[0]);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        if (!memf || fflush(memf) != 0)
+                return -ENOMEM;
+        return search_output_parse(out, ret);
 }
 
 json_t *packages_describe(const char *admindir, const struct package_changes *changes, const char *const *units,
@@ -270,7 +276,7 @@ json_t *packages_describe(const char *admindir, const struct package_changes *ch
                 _cleanup_free_ char *name = NULL;
                 if (!unit_paths[i] || !*unit_paths[i])
                         continue;
-                int r = package_owning(admindir, unit_paths[i], changes, &name);
+                int r = package_owning(admindir, unit_paths[i], &name);
                 if (r < 0) {
                         log_debug_errno(r, "packages: no package ships %s: %m", unit_paths[i]);
                         continue;

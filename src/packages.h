@@ -1,14 +1,12 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* packages.h: the packages a dpkg run touched and what they own. dpkg's status-logger stream goes to the run dir as
- * it arrives; a unit file leads to its package through dpkg's file lists; versions and origin come from the apt
- * shim. */
+ * it arrives; a unit file leads to its package through dpkg-query; versions and origin come from the apt shim. */
 #pragma once
 
 #include <jansson.h>
 #include <stdio.h>
 
 #define PACKAGES_EVENTS_FILE "dpkg-events.jsonl"
-#define DPKG_ADMINDIR "/var/lib/dpkg"
 
 /* One "processing: ACTION: PACKAGE" line of dpkg's --status-fd format: returns 1 and the two words (pointing into
  * line, which is modified), 0 for every other line. */
@@ -36,9 +34,9 @@ struct package_changes {
 int package_changes_take(const char *run_dir, struct package_changes *ret);
 void package_changes_done(struct package_changes *c);
 
-/* The package whose file list (admindir/info/NAME.list or NAME:ARCH.list) holds path, /usr-merged or not. The
- * packages in candidates are tried first, then every list. -ENOENT when no package ships it. */
-int package_owning(const char *admindir, const char *path, const struct package_changes *candidates, char **ret);
+/* The package that ships path (/usr-merged or not), as dpkg-query --search tells from dpkg's database in admindir.
+ * admindir NULL: dpkg's own. -ENOENT when no package ships it. */
+int package_owning(const char *admindir, const char *path, char **ret);
 
 /* The record's "packages": for each unit in units (NULL-terminated names) whose file a package in changes ships:
  * {"package","version_before","version","origin","units"}. unit_paths are the units' FragmentPaths. */
