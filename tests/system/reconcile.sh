@@ -39,6 +39,7 @@ ct_exec sh -c 'cat >/etc/nftables-local.sh; chmod +x /etc/nftables-local.sh' <<'
 #!/bin/sh
 set -e
 [ -e /etc/nftables-local.fail ] && exit 1
+[ -e /etc/nftables-local.slow ] && sleep 4
 nft list table inet filter >/dev/null 2>&1 && nft delete table inet filter
 nft -f - <<'NFT'
 table inet filter {
@@ -150,6 +151,22 @@ ct_check "failing reload: exit 1, reported as failed" \
 ct_check "failing reload: journal entry at error priority, outcome failed" \
 	test "$(ct_exec journalctl -q -o json MESSAGE_ID=1081ccdfd4e44403bdfd47027dcb408a | tail -1 | jq -r '"\(.PRIORITY) \(.RAU_OUTCOME)"')" = "3 failed"
 ct_exec rm -f /etc/nftables-local.fail
+
+# under a hook, the time budget bounds the run: a reload that hangs costs apt at most the budget, and one line
+ct_exec touch /etc/nftables-local.slow
+ct_exec sh -c 'echo "Reconcile-After-Upgrade::Time-Budget \"1\";" >/etc/apt/apt.conf.d/60budget'
+t0=$(date +%s.%N)
+out=$(ct_exec reconcile-after-upgrade --hook=apt 2>&1)
+rc=$?
+secs=$(ct_secs "$t0" "$(date +%s.%N)")
+ct_diag "hook with a 1 s budget and a 4 s reload: exit $rc after $secs s:" "$out"
+ct_check "time budget: exit 0 within the budget (plus start-up), one line that says so" \
+	test "$rc $(wc -l <<<"$out") $(awk -v s="$secs" 'BEGIN { print (s < 2.5) }')" = "0 1 1"
+ct_check "the line names the key and what to do" \
+	test "$out" = "reconcile-after-upgrade: gave up after 1 s (Reconcile-After-Upgrade::Time-Budget); run 'reconcile-after-upgrade' by hand."
+ct_exec rm -f /etc/nftables-local.slow /etc/apt/apt.conf.d/60budget
+for _ in $(seq 100); do [ "$(ct_exec systemctl is-active nftables-local.service)" = activating ] || break; sleep 0.1; done
+restart_daemon
 
 # two runs at once: one reload
 n0=$(reloads)
