@@ -371,6 +371,21 @@ static int verify(const struct run_view *v, struct observation *again, struct fi
         return r < 0 ? log_oom() : 0;
 }
 
+/* A set element as nft writes it: 2, 2 . 100.64.0.1 */
+static void print_element(FILE *out, json_t *e) {
+        json_t *concat = json_object_get(e, "concat"), *part;
+        size_t i;
+        if (json_is_string(e))
+                fputs(json_string_value(e), out);
+        else if (concat)
+                json_array_foreach(concat, i, part) {
+                        fputs(i ? " . " : "", out);
+                        print_element(out, part);
+                }
+        else
+                json_dumpf(e, out, JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
 /* Leftovers of scripts that add without flushing: delete those with a fresh twin, then verify again. Returns the
  * twins found (each marked "pruned" when deleted), or NULL when there were none. */
 static json_t *prune_twins(const struct context *ctx, const struct run_view *v, struct observation *again,
@@ -390,11 +405,20 @@ static json_t *prune_twins(const struct context *ctx, const struct run_view *v, 
                 return NULL;
 
         bool prune = ctx->config.prune_stale_twins;
-        json_array_foreach(twins, k, t)
-                fprintf(ctx->out, "table %s %s: %s stale leftover rule handle %lld in chain %s (its fresh twin exists)\n",
-                        json_string_value(json_object_get(t, "family")), json_string_value(json_object_get(t, "table")),
-                        prune ? "deleting" : "not deleting", (long long) json_integer_value(json_object_get(t, "handle")),
-                        json_string_value(json_object_get(t, "chain")));
+        json_array_foreach(twins, k, t) {
+                fprintf(ctx->out, "table %s %s: %s stale leftover ", json_string_value(json_object_get(t, "family")),
+                        json_string_value(json_object_get(t, "table")), prune ? "deleting" : "not deleting");
+                if (json_object_get(t, "chain"))
+                        fprintf(ctx->out, "rule handle %lld in chain %s",
+                                (long long) json_integer_value(json_object_get(t, "handle")),
+                                json_string_value(json_object_get(t, "chain")));
+                else {
+                        fputs("element ", ctx->out);
+                        print_element(ctx->out, json_object_get(t, "element"));
+                        fprintf(ctx->out, " in set %s", json_string_value(json_object_get(t, "set")));
+                }
+                fputs(" (its fresh twin exists)\n", ctx->out);
+        }
         if (!prune) {
                 fprintf(ctx->out, "Reconcile-After-Upgrade::Prune-Stale-Twins is off: the leftovers stay.\n");
                 return TAKE_PTR(twins);

@@ -61,6 +61,7 @@ restart_daemon() {
 	ct_exec systemctl restart tailscaled.service
 	for _ in $(seq 100); do ct_exec ip link show tailscale0 >/dev/null 2>&1 && break; sleep 0.05; done
 }
+stale_refs() { ct_exec reconcile-after-upgrade check --json | jq '.stale | length'; }
 stale_rules() { ct_exec nft list chain inet filter forward | grep -cE 'iif [0-9]+|oif [0-9]+'; }
 reloads() { ct_exec journalctl -q -u nftables-local.service -o cat | grep -c "Finished nftables-local.service"; }
 
@@ -185,6 +186,10 @@ nft add table inet filter
 nft add chain inet filter forward '{ type filter hook forward priority 0; policy drop; }'
 nft add rule inet filter forward iif "tailscale0" accept
 nft add rule inet filter forward oif "tailscale0" ct state established,related counter accept
+nft add set inet filter vpn_ifaces '{ type iface_index; }'
+nft add element inet filter vpn_ifaces '{ "tailscale0" }'
+nft add map inet filter peer_verdict '{ type iface_index . ipv4_addr : verdict; }'
+nft add element inet filter peer_verdict '{ "tailscale0" . 100.64.0.1 : accept }'
 SCRIPT
 ct_exec nft delete table inet filter
 ct_exec systemctl restart nftables-local.service
@@ -195,8 +200,10 @@ out=$(ct_exec reconcile-after-upgrade)
 rc=$?
 ct_diag "$out"
 ct_check "pruning off: exit 1" test $rc -eq 1
-ct_check "pruning off: both leftovers named, not deleted" \
+ct_check "pruning off: both leftover rules named, not deleted" \
 	test "$(grep -c 'not deleting stale leftover rule handle' <<<"$out") $(stale_rules)" = "2 2"
+ct_check "pruning off: the leftover set and map elements named, not deleted" \
+	test "$(grep -cE 'not deleting stale leftover element [0-9]+( . 100.64.0.1)? in set (vpn_ifaces|peer_verdict)' <<<"$out") $(stale_refs)" = "2 4"
 ct_exec rm -f /etc/apt/apt.conf.d/99rau-test
 # the same incident again, from a clean start, with pruning on (the default)
 ct_exec nft delete table inet filter
@@ -206,12 +213,17 @@ out=$(ct_exec reconcile-after-upgrade)
 rc=$?
 ct_diag "$out"
 ct_check "pruning on: exit 0, verified" test "$rc $(grep -c 'Verified: no stale' <<<"$out")" = "0 1"
-ct_check "the two stale leftovers were deleted" \
+ct_check "the two stale leftover rules were deleted" \
 	test "$(grep -c 'table inet filter: deleting stale leftover rule handle' <<<"$out") $(stale_rules)" = "2 0"
+ct_check "the stale set and map elements were deleted, in the same transaction; nothing stale is left" \
+	test "$(grep -c 'table inet filter: deleting stale leftover element' <<<"$out") $(stale_refs)" = "2 0"
+ct_check "the fresh elements are there exactly once" \
+	test "$(ct_exec nft list table inet filter | grep -cE '"tailscale0"( . 100.64.0.1 : accept)? }')" -eq 2
 ct_check "the fresh rules are there exactly once" \
 	test "$(ct_exec nft list chain inet filter forward | grep -c 'tailscale0')" -eq 2
-ct_check "the record says which rules were pruned and why" \
-	test "$(ct_exec cat /var/lib/reconcile-after-upgrade/last-run.json | jq '[.leftovers[] | select(.pruned and .why == "a fresh copy of this rule exists in the chain")] | length')" -eq 2
+ct_check "the record says which rules and elements were pruned and why" \
+	test "$(ct_exec cat /var/lib/reconcile-after-upgrade/last-run.json | jq -c '[.leftovers[] | select(.pruned) | .why] | group_by(.) | map([.[0], length])')" = \
+	'[["a fresh copy of this element exists in the set",2],["a fresh copy of this rule exists in the chain",2]]'
 
 # collateral loss: the firewall's config starts with "flush ruleset", and tailscaled had made a table of its own
 ct_exec sed -i 's/^set -e$/set -e\nnft flush ruleset/' /etc/nftables-local.sh
