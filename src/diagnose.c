@@ -66,6 +66,21 @@ static int iface_note(struct findings *f, const struct observation *now, const s
         return 0;
 }
 
+/* An interface re-created twice since the snapshot (e.g. a dpkg -i after an apt run) shows up once from the
+ * snapshot (its index then) and once from the history (the index the stale rules hold): keep the one that
+ * explains stale references. */
+static void drop_superseded(struct findings *f) {
+        size_t kept = 0;
+        for (size_t i = 0; i < f->n_ifaces; i++) {
+                bool superseded = false;
+                for (size_t j = 0; j < f->n_ifaces && !superseded && f->ifaces[i].n_stale == 0; j++)
+                        superseded = j != i && f->ifaces[j].n_stale > 0 && streq(f->ifaces[j].name, f->ifaces[i].name);
+                if (!superseded)
+                        f->ifaces[kept++] = f->ifaces[i];
+        }
+        f->n_ifaces = kept;
+}
+
 /* Report order: by table, then rules by chain and handle, then set elements by set. */
 static int stale_cmp(const void *a, const void *b) {
         const struct iface_ref *x = ((const struct stale_ref *) a)->ref, *y = ((const struct stale_ref *) b)->ref;
@@ -140,6 +155,7 @@ int diagnose(const struct observation *now, const struct snapshot *before, const
                         if (i)
                                 i->n_stale++;
                 }
+        drop_superseded(&f);
 
         *ret = f;
         f = (struct findings){};

@@ -4,6 +4,7 @@
 
 #include "diagnose.h"
 #include "fixture.h"
+#include "macro.h"
 #include "report.h"
 #include "state.h"
 
@@ -86,6 +87,42 @@ static void test_history_only(void **state) {
         assert_false(f.have_snapshot);
 
         findings_done(&f);
+        link_table_done(&old);
+        link_history_done(&h);
+        observation_done(&now);
+}
+
+/* tailscale0 re-created twice: the snapshot knew it as 3 (say, after a first upgrade), the rules hold 2 (named by
+ * the history), now it is 4. One interface finding: the one that explains the stale rules. */
+static void test_recreated_twice(void **state) {
+        struct observation now;
+        struct snapshot before = {};
+        struct link_history h = {};
+        struct link_table old;
+        struct findings f;
+
+        observe("stale", &now);
+        fixture_links("forms", &old);
+        assert_int_equal(history_note_links(&h, &old, 1000), 0);
+        fixture_links("forms", &before.links);
+        bool found = false;
+        for (size_t i = 0; i < before.links.n_links; i++)
+                if (streq(before.links.links[i].name, "tailscale0")) {
+                        before.links.links[i].ifindex = 3;
+                        found = true;
+                }
+        assert_true(found);
+
+        assert_int_equal(diagnose(&now, &before, &h, &f), 0);
+        assert_int_equal(f.n_stale, 8);
+        assert_string_equal(f.stale[0].was, "tailscale0");
+        assert_int_equal(f.n_ifaces, 1);
+        assert_int_equal(f.ifaces[0].old_ifindex, 2);
+        assert_int_equal(f.ifaces[0].new_ifindex, 4);
+        assert_int_equal(f.ifaces[0].n_stale, 8);
+
+        findings_done(&f);
+        snapshot_done(&before);
         link_table_done(&old);
         link_history_done(&h);
         observation_done(&now);
@@ -218,6 +255,7 @@ static void test_state_files(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_with_snapshot), cmocka_unit_test(test_history_only),
+                cmocka_unit_test(test_recreated_twice),
                 cmocka_unit_test(test_nothing_known), cmocka_unit_test(test_fresh),
                 cmocka_unit_test(test_vanished),      cmocka_unit_test(test_state_files),
                 cmocka_unit_test(test_restarted_units),
