@@ -254,6 +254,15 @@ replay_product() {
 		test "$(($(records) - n0)) $(jq -c '[.via, .outcome, .packages[0].version_before, .packages[0].version, .packages[0].origin]' <<<"$rec")" = \
 		'1 ["dpkg-trigger","fixed","1.1","1.2",null]'
 
+	# The package's own autopkgtest, on this booted system (the test daemon built on the host)
+	ct_copy_in "$top_srcdir/debian/tests/incident" /var/tmp/autopkgtest-incident
+	ct_copy_in "$TUN_HOLDER" /var/tmp/autopkgtest-tun-holder
+	out=$(ct_exec env RAU_TUN_HOLDER=/var/tmp/autopkgtest-tun-holder AUTOPKGTEST_TMP=/var/tmp \
+		/var/tmp/autopkgtest-incident 2>&1)
+	rc=$?
+	ct_diag "debian/tests/incident (exit $rc):" "$out"
+	ct_check "the autopkgtest debian/tests/incident passes on the booted container" test $rc -eq 0
+
 	# Nothing network-related changes: the hooks stay silent and record nothing.
 	n0=$(records)
 	out=$(ct_exec apt-get install -y --reinstall /var/tmp/reconcile-after-upgrade.deb 2>&1 </dev/null)
