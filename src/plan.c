@@ -42,6 +42,30 @@ static bool is_word_char(char c) {
 
 static bool text_runs_nft(const char *text, const char *script_root, unsigned depth);
 
+/* The next word of a shell script or nft file, outside comments: sets *len, returns it (NULL at the end). *pos
+ * moves past it. */
+static const char *next_word(const char *text, const char **pos, size_t *len) {
+        const char *p = *pos;
+        while (*p) {
+                if (*p == '#' && (p == text || !is_word_char(p[-1]))) {
+                        p += strcspn(p, "\n");
+                        continue;
+                }
+                if (!is_word_char(*p)) {
+                        p++;
+                        continue;
+                }
+                size_t n = 0;
+                while (is_word_char(p[n]))
+                        n++;
+                *len = n;
+                *pos = p + n;
+                return p;
+        }
+        *pos = p;
+        return NULL;
+}
+
 /* An absolute path to a script (a #! text file) that runs nft. */
 static bool script_runs_nft(const char *path, const char *script_root, unsigned depth) {
         char full[4096];
@@ -65,19 +89,9 @@ static bool script_runs_nft(const char *path, const char *script_root, unsigned 
 
 /* Looks at every word outside comments: "nft" or ".../nft" is the command; an absolute path may be a script. */
 static bool text_runs_nft(const char *text, const char *script_root, unsigned depth) {
-        const char *p = text;
-        while (*p) {
-                if (*p == '#' && (p == text || !is_word_char(p[-1]))) {
-                        p += strcspn(p, "\n");
-                        continue;
-                }
-                if (!is_word_char(*p)) {
-                        p++;
-                        continue;
-                }
-                size_t len = 0;
-                while (is_word_char(p[len]))
-                        len++;
+        const char *pos = text, *p;
+        size_t len;
+        while ((p = next_word(text, &pos, &len))) {
                 const char *slash = memrchr(p, '/', len);
                 const char *base = slash ? slash + 1 : p;
                 /* "nft(8)" in a message is a manual page, not a command */
@@ -90,7 +104,6 @@ static bool text_runs_nft(const char *text, const char *script_root, unsigned de
                         if (script_runs_nft(path, script_root, depth))
                                 return true;
                 }
-                p += len;
         }
         return false;
 }
@@ -250,38 +263,23 @@ static int scope_scan_file(const char *path, const char *script_root, unsigned d
 
 /* The words, outside comments: "flush ruleset", "table [FAMILY] NAME", and absolute paths to follow. */
 static int scope_scan_text(const char *text, const char *script_root, unsigned depth, struct unit_scope *scope) {
-        const char *prev = NULL, *p = text;
-        size_t prev_len = 0;
+        const char *pos = text, *prev = NULL, *p;
+        size_t len, prev_len = 0;
         int r;
 
-        while (*p) {
-                if (*p == '#' && (p == text || !is_word_char(p[-1]))) {
-                        p += strcspn(p, "\n");
-                        continue;
-                }
-                if (!is_word_char(*p)) {
-                        p++;
-                        continue;
-                }
-                size_t len = 0;
-                while (is_word_char(p[len]))
-                        len++;
-
+        while ((p = next_word(text, &pos, &len))) {
                 if (prev && prev_len == 5 && memcmp(prev, "flush", 5) == 0 && len == 7 && memcmp(p, "ruleset", 7) == 0)
                         scope->flushes_ruleset = true;
                 if (prev && prev_len == 5 && memcmp(prev, "table", 5) == 0) {
-                        /* "table inet filter" or "table filter" (family ip) */
-                        const char *name = p, *q = p + len;
-                        size_t name_len = len;
+                        /* "table inet filter", or "table filter" (family ip) */
+                        const char *family = "ip", *name = p;
+                        size_t family_len = 2, name_len = len;
                         if (is_family(p, len)) {
-                                q += strspn(q, " \t");
-                                name = q;
-                                name_len = 0;
-                                while (is_word_char(name[name_len]))
-                                        name_len++;
+                                const char *after = pos;
+                                family = p, family_len = len;
+                                name = next_word(text, &after, &name_len);
                         }
-                        if (name_len > 0 &&
-                            (r = scope_add_table(scope, name == p ? "ip" : p, name == p ? 2 : len, name, name_len)) < 0)
+                        if (name && (r = scope_add_table(scope, family, family_len, name, name_len)) < 0)
                                 return r;
                 }
                 if (p[0] == '/' && len < 4096) {
@@ -293,7 +291,6 @@ static int scope_scan_text(const char *text, const char *script_root, unsigned d
                 }
                 prev = p;
                 prev_len = len;
-                p += len;
         }
         return 0;
 }

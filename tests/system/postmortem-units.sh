@@ -9,7 +9,8 @@
 # restart of tailscaled does not re-run it. /etc/nftables-local.sh loads `iif "tailscale0"` / `oif "tailscale0"`
 # rules under policy drop, which nftables resolves to tailscale0's ifindex at load time. Two test affordances,
 # which change nothing unless used: StartLimitIntervalSec=0 (tests start it more than 5 times in 10 s) and the
-# file /etc/nftables-local.fail, whose presence makes the script fail (a reload that fails).
+# file /etc/nftables-local.fail, whose presence makes the script fail (a reload that fails), and
+# /etc/nftables-local.slow, which makes it take 4 s (a reload that outlasts a time budget).
 
 install_postmortem_units() {
 	ct_exec sh -c 'cat >/etc/systemd/system/nftables-local.service' <<'UNIT' || return 1
@@ -29,6 +30,7 @@ UNIT
 #!/bin/sh
 set -e
 [ -e /etc/nftables-local.fail ] && exit 1
+[ -e /etc/nftables-local.slow ] && sleep 4
 nft list table inet filter >/dev/null 2>&1 && nft delete table inet filter
 nft -f - <<'NFT'
 table inet filter {

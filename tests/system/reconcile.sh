@@ -7,6 +7,7 @@ set -u
 here=$(cd "$(dirname "$0")" && pwd)
 : "${top_builddir:=$(cd "$here/../.." && pwd)/build}"
 source "$here/container.sh"
+source "$here/postmortem-units.sh"
 
 [ "$(id -u)" -eq 0 ] || ct_bail "the container tier needs root"
 ct_rootfs_ensure || ct_bail "no rootfs"
@@ -22,35 +23,7 @@ ExecStart=/usr/local/bin/tun-holder tailscale0
 [Install]
 WantedBy=multi-user.target
 UNIT
-ct_exec sh -c 'cat >/etc/systemd/system/nftables-local.service' <<'UNIT'
-[Unit]
-Description=local firewall (as in the post-mortem: oneshot, Wants= only)
-Wants=tailscaled.service
-After=tailscaled.service
-# this test starts it more than 5 times in 10 s; the default start limit would fail it (as it would in real life)
-StartLimitIntervalSec=0
-[Service]
-Type=oneshot
-ExecStart=/etc/nftables-local.sh
-[Install]
-WantedBy=multi-user.target
-UNIT
-ct_exec sh -c 'cat >/etc/nftables-local.sh; chmod +x /etc/nftables-local.sh' <<'SCRIPT'
-#!/bin/sh
-set -e
-[ -e /etc/nftables-local.fail ] && exit 1
-[ -e /etc/nftables-local.slow ] && sleep 4
-nft list table inet filter >/dev/null 2>&1 && nft delete table inet filter
-nft -f - <<'NFT'
-table inet filter {
-	chain forward {
-		type filter hook forward priority 0; policy drop;
-		iif "tailscale0" accept
-		oif "tailscale0" ct state established,related accept
-	}
-}
-NFT
-SCRIPT
+install_postmortem_units || ct_bail "could not install the post-mortem's units"
 ct_exec systemctl daemon-reload
 ct_exec systemctl enable --now tailscaled.service >/dev/null 2>&1
 for _ in $(seq 100); do ct_exec ip link show tailscale0 >/dev/null 2>&1 && break; sleep 0.05; done
