@@ -663,7 +663,8 @@ int main(int argc, char *argv[]) {
         }
 
         if (ctx.hook) {
-                _cleanup_free_ char *line = record ? record_one_line(record) : NULL;
+                /* A run that stopped on an error has said why in its one line already. */
+                _cleanup_free_ char *line = record && r >= 0 ? record_one_line(record) : NULL;
                 if (line)
                         printf("%s\n", line);
                 r = 0;

@@ -223,4 +223,30 @@ ct_check "outcome degraded, journal at warning priority" \
 ct_check "the record lists the loss" \
 	test "$(ct_exec cat /var/lib/reconcile-after-upgrade/last-run.json | jq -c '.collateral_loss')" = '[{"family":"ip","table":"ts-daemon"}]'
 
+# shutting down: a unit stopped during poweroff runs the hook while systemd's SystemState is "stopping". It must
+# reload nothing, say so in one line, and exit 0 at once (a poweroff is no time to restart firewalls).
+ct_exec nft delete table ip ts-daemon 2>/dev/null
+restart_daemon
+ct_exec sh -c 'cat >/etc/systemd/system/rau-shutdown-probe.service' <<'UNIT'
+[Unit]
+Description=runs the apt hook while the system shuts down
+# stopped before these: the bus, the daemon and the firewall are still there
+After=dbus.service tailscaled.service nftables-local.service
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/true
+ExecStop=/bin/sh -c 'reconcile-after-upgrade --hook=apt >/var/tmp/shutdown.out 2>&1; echo "exit $?" >>/var/tmp/shutdown.out; sync'
+UNIT
+ct_exec systemctl daemon-reload
+ct_exec systemctl start rau-shutdown-probe.service
+upper=${CT_OVERLAY:+$CT_TMP/upper}
+upper=${upper:-$CT_ROOT}
+ct_exec systemctl start poweroff.target --job-mode=replace-irreversibly --no-block >/dev/null 2>&1
+for _ in $(seq 300); do kill -0 "$CT_NSPAWN_PID" 2>/dev/null || break; sleep 0.1; done
+out=$(cat "$upper/var/tmp/shutdown.out" 2>&1)
+ct_diag "the hook during poweroff:" "$out"
+ct_check "during shutdown: one line saying nothing was reloaded, exit 0" \
+	test "$(grep -c 'but the system is shutting down: nothing reloaded' <<<"$out") $(wc -l <<<"$out") $(tail -1 <<<"$out")" = "1 2 exit 0"
+ct_poweroff
 ct_tap_done
