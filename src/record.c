@@ -161,24 +161,27 @@ static void record_journal(json_t *rec) {
                 log_debug_errno(r, "record: journal: %m");
 }
 
-void record_store(const char *state_dir, json_t *record) {
+int record_store(const char *state_dir, json_t *record, const char **ret_failed_file) {
         int r;
 
         record_journal(record);
 
         _cleanup_free_ char *line = json_dumps(record, JSON_COMPACT);
-        if (!line) {
-                log_oom();
-                return;
-        }
+        if (!line)
+                return -ENOMEM;
         size_t len = strlen(line);
         line[len] = '\n'; /* json_dumps leaves room for the NUL we overwrite: the write below is len + 1 bytes */
         r = file_append(state_dir, RECORD_HISTORY_FILE, line, len + 1);
-        if (r < 0)
-                log_warning_errno(r, "Failed to append to %s/%s: %m", state_dir, RECORD_HISTORY_FILE);
+        if (r < 0) {
+                *ret_failed_file = RECORD_HISTORY_FILE;
+                return r;
+        }
         r = file_replace(state_dir, RECORD_SUMMARY_FILE, line, len + 1);
-        if (r < 0)
-                log_warning_errno(r, "Failed to write %s/%s: %m", state_dir, RECORD_SUMMARY_FILE);
+        if (r < 0) {
+                *ret_failed_file = RECORD_SUMMARY_FILE;
+                return r;
+        }
+        return 0;
 }
 
 int record_show_history(const char *state_dir, bool json, FILE *out) {

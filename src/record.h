@@ -39,8 +39,9 @@ json_t *record_build(const struct record_input *in);
 /* One line for apt's and unattended-upgrades' logs: what changed, what was reloaded, the verdict. */
 char *record_one_line(json_t *record);
 
-/* Journal, history and summary. Each failure is logged as a warning: recording never fails the run. */
-void record_store(const char *state_dir, json_t *record);
+/* Journal, history and summary. On failure, ret_failed_file names the file that could not be written; recording
+ * never fails the run, the caller says it. */
+int record_store(const char *state_dir, json_t *record, const char **ret_failed_file);
 
 /* Prints the history as a table (or the raw JSON lines). */
 int record_show_history(const char *state_dir, bool json, FILE *out);

@@ -1,0 +1,424 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* pipeline.c: the run itself, in order. Everything it learns goes into the result; what it cannot keep (a history
+ * write that failed) becomes a note; why it stopped short becomes the problem line. */
+#include <stdarg.h>
+#include <systemd/sd-bus.h>
+#include <time.h>
+
+#include "fileio.h"
+#include "json-util.h"
+#include "log.h"
+#include "pipeline.h"
+#include "twins.h"
+#include "units.h"
+
+#define LOCK_TIMEOUT_MS 30000
+
+static void note_va(struct pipeline_result *r, int level, int error, const char *format, va_list ap) {
+        char *text = NULL;
+        errno = error < 0 ? -error : error; /* %m shows the error given */
+        if (vasprintf(&text, format, ap) < 0)
+                return;
+        if (GROW(r->notes, r->allocated_notes, r->n_notes + 1) < 0) {
+                free(text);
+                return;
+        }
+        r->notes[r->n_notes++] = (struct pipeline_note){.level = level, .text = text};
+}
+
+/* A warning worth saying that does not stop the run. */
+_printf_(4, 5) static void note(struct pipeline_result *r, int level, int error, const char *format, ...) {
+        va_list ap;
+        va_start(ap, format);
+        note_va(r, level, error, format, ap);
+        va_end(ap);
+}
+
+/* The one line saying why the run stopped short; returns error (negative) so "return stop(...)" reads as one step. */
+_printf_(4, 5) static int stop(struct pipeline_result *r, enum pipeline_stop why, int error, const char *format, ...) {
+        va_list ap;
+        free(r->problem);
+        r->problem = NULL;
+        r->stop = why;
+        errno = error < 0 ? -error : error;
+        va_start(ap, format);
+        if (vasprintf(&r->problem, format, ap) < 0)
+                r->problem = NULL;
+        va_end(ap);
+        return error < 0 ? error : -error;
+}
+
+void run_view_done(struct run_view *v) {
+        findings_done(&v->findings);
+        observation_done(&v->now);
+        snapshot_done(&v->before);
+        link_history_done(&v->history);
+}
+
+void pipeline_result_done(struct pipeline_result *r) {
+        run_view_done(&r->view);
+        reconcile_result_done(&r->res);
+        findings_done(&r->left);
+        observation_done(&r->again);
+        json_decref(r->leftovers);
+        json_decref(r->lost);
+        json_decref(r->record);
+        free(r->problem);
+        for (size_t i = 0; i < r->n_notes; i++)
+                free(r->notes[i].text);
+        free(r->notes);
+        *r = (struct pipeline_result){};
+}
+
+/* Units are an addition to the diagnosis, not a condition of it: without systemd (chroot, build, namespace) the
+ * checker still finds stale rules. Only the units that own interfaces matter: their InvocationIDs say which
+ * daemons restarted, and a few property reads cost less than one per service. */
+static void observe_units(struct pipeline_result *res, const struct owner_table *owners,
+                          struct unit_invocations *ret) {
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_free_ const char **patterns = calloc(owners->n_owners + 1, sizeof(char *));
+        size_t n = 0;
+        int r;
+
+        if (!patterns)
+                return;
+        for (size_t i = 0; i < owners->n_owners; i++)
+                if (owners->owners[i].unit)
+                        patterns[n++] = owners->owners[i].unit;
+        if (n == 0)
+                return;
+        if (systemd_running() < 0) {
+                log_debug("systemd is not running here: not reading units.");
+                return;
+        }
+        r = units_bus_open(&bus);
+        if (r < 0) {
+                note(res, LOG_WARNING, r, "Failed to connect to the system bus, not reading units: %m");
+                return;
+        }
+        r = units_list_invocations(bus, patterns, ret);
+        if (r < 0)
+                note(res, LOG_WARNING, r, "Failed to list systemd units: %m");
+}
+
+/* Links and ruleset: enough to know whether anything is stale. */
+static int observe_rules(struct pipeline_result *res, struct observation *o) {
+        int r = links_dump(&o->links, NULL, NULL);
+        if (r < 0)
+                return stop(res, STOP_ERROR, r, "Failed to list network interfaces: %m");
+        r = ruleset_read(&o->ruleset, NULL, NULL);
+        if (r < 0)
+                return stop(res, STOP_ERROR, r, "Failed to read the nftables ruleset: %m");
+        return 0;
+}
+
+/* Who owns the interfaces, and their units: what explains a change. */
+static int observe_owners(struct pipeline_result *res, struct observation *o) {
+        int r = owners_scan("/proc", &o->owners);
+        if (r < 0)
+                return stop(res, STOP_ERROR, r, "Failed to scan /proc for TUN devices: %m");
+        observe_units(res, &o->owners, &o->units);
+        return 0;
+}
+
+static int run_begin(const struct pipeline_options *opt, struct pipeline_result *res) {
+        int r = dir_ensure(opt->run_dir);
+        if (r < 0)
+                return stop(res, STOP_ERROR, r, "Failed to create run directory %s: %m", opt->run_dir);
+        r = dir_ensure(opt->state_dir);
+        if (r < 0)
+                return stop(res, STOP_ERROR, r, "Failed to create state directory %s: %m", opt->state_dir);
+        int fd = file_lock(opt->run_dir, LOCK_FILE, LOCK_TIMEOUT_MS);
+        if (fd == -ETIMEDOUT)
+                return stop(res, STOP_ERROR, fd, "Another run holds %s/%s; gave up after %u s.", opt->run_dir,
+                            LOCK_FILE, LOCK_TIMEOUT_MS / 1000);
+        if (fd < 0)
+                return stop(res, STOP_ERROR, fd, "Failed to lock %s/%s: %m", opt->run_dir, LOCK_FILE);
+        return fd;
+}
+
+/* A history that cannot be kept costs precision later, not correctness now: note it and go on. */
+static void history_update(const struct pipeline_options *opt, struct pipeline_result *res,
+                           struct link_history *h, const struct link_table *links, uint64_t now) {
+        int r = history_note_links(h, links, now);
+        if (r >= 0 && h->dirty)
+                r = history_write(opt->state_dir, h);
+        if (r < 0)
+                note(res, LOG_WARNING, r, "Failed to update the link history in %s: %m", opt->state_dir);
+}
+
+static int do_snapshot(const struct pipeline_options *opt, struct pipeline_result *res, uint64_t now) {
+        struct observation *o = &res->view.now;
+        struct link_history *h = &res->view.history;
+        int r = observe_rules(res, o);
+        if (r < 0)
+                return r;
+        /* No rule holds an index: nothing can go stale, and the owners need not be known. */
+        if (o->ruleset.n_refs > 0 && (r = observe_owners(res, o)) < 0)
+                return r;
+
+        r = snapshot_write(opt->run_dir, now, &o->links, &o->ruleset, &o->owners, &o->units);
+        if (r < 0)
+                return stop(res, STOP_ERROR, r, "Failed to write %s/%s: %m", opt->run_dir, SNAPSHOT_FILE);
+
+        r = history_read(opt->state_dir, h);
+        if (r < 0)
+                note(res, LOG_WARNING, r, "Ignoring unreadable link history %s/%s: %m", opt->state_dir,
+                     HISTORY_FILE);
+        history_update(opt, res, h, &o->links, now);
+        return 0;
+}
+
+/* Observe, compare against the snapshot and the history, then record the links seen. */
+static int view_load(const struct pipeline_options *opt, struct pipeline_result *res, uint64_t now) {
+        struct run_view *v = &res->view;
+        int r = observe_rules(res, &v->now);
+        if (r < 0)
+                return r;
+        if (!opt->lazy_owners && (r = observe_owners(res, &v->now)) < 0)
+                return r;
+
+        r = snapshot_read(opt->run_dir, &v->before);
+        v->have_snapshot = r >= 0;
+        if (r < 0 && r != -ENOENT)
+                note(res, LOG_WARNING, r, "Ignoring unreadable snapshot %s/%s: %m", opt->run_dir, SNAPSHOT_FILE);
+        r = history_read(opt->state_dir, &v->history);
+        if (r < 0)
+                note(res, LOG_WARNING, r, "Ignoring unreadable link history %s/%s: %m", opt->state_dir,
+                     HISTORY_FILE);
+
+        r = diagnose(&v->now, v->have_snapshot ? &v->before : NULL, &v->history, &v->findings);
+        if (r >= 0 && opt->lazy_owners && v->findings.n_stale > 0) {
+                findings_done(&v->findings);
+                if ((r = observe_owners(res, &v->now)) < 0)
+                        return r;
+                r = diagnose(&v->now, v->have_snapshot ? &v->before : NULL, &v->history, &v->findings);
+        }
+        if (r < 0)
+                return stop(res, STOP_ERROR, r, "Failed to compare against the snapshot: %m");
+
+        /* After the diagnosis: the history must still say what the stale indexes were. */
+        history_update(opt, res, &v->history, &v->now.links, now);
+        return 0;
+}
+
+static double seconds_since(const struct timespec *start) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return (double) (now.tv_sec - start->tv_sec) + (double) (now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/* The packages behind the change: the units that own the interfaces, or restarted, traced to the package that
+ * ships them, when this dpkg run touched it. */
+static json_t *describe_packages(sd_bus *bus, const struct findings *found, const struct package_changes *changes) {
+        size_t max = found->n_ifaces + found->n_restarted_units, n = 0;
+        _cleanup_free_ const char **units = calloc(max + 1, sizeof(char *));
+        _cleanup_free_ char **paths = calloc(max + 1, sizeof(char *));
+        json_t *packages = NULL;
+
+        if (!units || !paths)
+                return NULL;
+        if (!bus || changes->n_changes == 0)
+                return json_array();
+        for (size_t i = 0; i < max; i++) {
+                const char *unit = i < found->n_ifaces
+                                           ? (found->ifaces[i].owner ? found->ifaces[i].owner->unit : NULL)
+                                           : found->restarted_units[i - found->n_ifaces];
+                bool dup = !unit;
+                for (size_t k = 0; !dup && k < n; k++)
+                        dup = streq(units[k], unit);
+                if (dup)
+                        continue;
+                int r = units_fragment_path(bus, unit, &paths[n]);
+                if (r < 0)
+                        log_debug_errno(r, "%s: no unit file: %m", unit);
+                units[n++] = unit;
+        }
+        packages = packages_describe(NULL, changes, units, (const char *const *) paths, n);
+        for (size_t k = 0; k < n; k++)
+                free(paths[k]);
+        return packages;
+}
+
+/* What one reconcile run knows at its end, kept three ways (journal, history, summary). */
+static void record_run(const struct pipeline_options *opt, struct pipeline_result *res, struct record_input *in,
+                       const struct timespec *start) {
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        in->via = opt->via;
+        in->seconds = seconds_since(start);
+        in->finished = (double) wall.tv_sec + (double) (wall.tv_nsec / 1000) / 1e6;
+        res->outcome = in->outcome;
+        res->record = record_build(in);
+        if (!res->record) {
+                note(res, LOG_ERR, ENOMEM, "Failed to build the record: %m");
+                return;
+        }
+        const char *failed_file = NULL;
+        int r = record_store(opt->state_dir, res->record, &failed_file);
+        if (r < 0)
+                note(res, LOG_WARNING, r, "Failed to write %s/%s: %m", opt->state_dir, failed_file);
+}
+
+/* Read again after acting; left gets what is still stale. */
+static int verify(struct pipeline_result *res) {
+        struct run_view *v = &res->view;
+        int r;
+        observation_done(&res->again);
+        findings_done(&res->left);
+        res->verified = false;
+        if ((r = links_dump(&res->again.links, NULL, NULL)) < 0 ||
+            (r = ruleset_read(&res->again.ruleset, NULL, NULL)) < 0)
+                return stop(res, STOP_ERROR, r, "Failed to read the ruleset again to verify: %m");
+        r = diagnose(&res->again, v->have_snapshot ? &v->before : NULL, &v->history, &res->left);
+        if (r < 0)
+                return stop(res, STOP_ERROR, r, "Failed to verify: %m");
+        res->verified = true;
+        return 0;
+}
+
+/* Leftovers of scripts that add without flushing: delete those with a fresh twin, then verify again. */
+static void prune_twins(const struct pipeline_options *opt, struct pipeline_result *res) {
+        _cleanup_(json_decrefp) json_t *twins = NULL;
+        size_t k;
+        json_t *t;
+        int r;
+
+        if (res->left.n_stale == 0)
+                return;
+        if ((r = twins_find(&res->left, &res->again.links, &twins)) < 0) {
+                note(res, LOG_WARNING, r, "Failed to look for fresh twins of the stale rules: %m");
+                return;
+        }
+        if (json_array_size(twins) == 0)
+                return;
+        json_array_foreach(twins, k, t) json_object_set_new(t, "pruned", json_false());
+        res->leftovers = json_incref(twins);
+        if (!opt->config->prune_stale_twins)
+                return;
+        if ((r = twins_prune(twins)) < 0) {
+                note(res, LOG_ERR, r, "Failed to delete the stale leftovers: %m");
+                return;
+        }
+        json_array_foreach(twins, k, t) json_object_set_new(t, "pruned", json_true());
+        (void) verify(res);
+}
+
+static bool res_any(const struct reconcile_result *res, enum action_state state) {
+        for (size_t i = 0; i < res->n_actions; i++)
+                if (res->actions[i].state == state)
+                        return true;
+        return false;
+}
+
+static int do_reconcile(const struct pipeline_options *opt, struct pipeline_result *res, uint64_t now) {
+        _cleanup_(package_changes_done) struct package_changes changes = {};
+        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(json_decrefp) json_t *packages = NULL;
+        struct timespec start;
+        int r;
+
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        /* Each dpkg run's packages are told once: by the first run after it, whatever it finds. */
+        if (!opt->dry_run && (r = package_changes_take(opt->run_dir, &changes)) < 0)
+                note(res, LOG_WARNING, r, "Failed to read the packages dpkg touched from %s: %m", opt->run_dir);
+
+        r = view_load(opt, res, now);
+        if (r < 0)
+                return r;
+        const struct findings *found = &res->view.findings;
+        struct record_input in = {.time = now, .found = found};
+
+        if (found->n_stale == 0)
+                return 0;
+
+        if (systemd_running() < 0)
+                r = stop(res, STOP_NO_SYSTEMD, ENOMEDIUM,
+                         "%zu stale interface references, but systemd is not running here (chroot?): nothing "
+                         "reloaded.", found->n_stale);
+        else if ((r = units_bus_open(&bus)) < 0)
+                r = stop(res, STOP_NO_BUS, r,
+                         "%zu stale interface references, but the system bus is unreachable: %m; nothing reloaded.",
+                         found->n_stale);
+        else if (act_system_stopping(bus) > 0)
+                r = stop(res, STOP_SHUTTING_DOWN, ESHUTDOWN,
+                         "%zu stale interface references, but the system is shutting down: nothing reloaded.",
+                         found->n_stale);
+        else if ((r = act_subscribe(bus)) < 0)
+                r = stop(res, STOP_NO_BUS, r, "Failed to subscribe to systemd's job signals: %m");
+        if (r < 0) {
+                if (!opt->dry_run) {
+                        in.outcome = OUTCOME_STALE;
+                        record_run(opt, res, &in, &start);
+                }
+                return 0;
+        }
+
+        struct reconcile_options ro = {.config = opt->config, .dry_run = opt->dry_run,
+                                       .policy_rc_d = opt->policy_rc_d ? opt->policy_rc_d : "/usr/sbin/policy-rc.d",
+                                       .ruleset = &res->view.now.ruleset};
+        r = reconcile_plan_and_act(bus, &ro, found, &res->res);
+        if (r < 0)
+                return stop(res, STOP_ERROR, r, "Failed to plan: %m");
+        if (opt->dry_run)
+                return 0;
+
+        in.res = &res->res;
+        in.packages = packages = describe_packages(bus, found, &changes);
+
+        res->acted = res_any(&res->res, ACTION_RELOADED) || res_any(&res->res, ACTION_FAILED);
+        bool failed = res_any(&res->res, ACTION_FAILED);
+        if (!res->acted) {
+                in.outcome = OUTCOME_STALE;
+                record_run(opt, res, &in, &start);
+                return 0;
+        }
+
+        /* Verify: whatever is still stale is said. The first observation stays: the findings point into it. */
+        if ((r = verify(res)) < 0) {
+                in.outcome = OUTCOME_FAILED;
+                record_run(opt, res, &in, &start);
+                return 0;
+        }
+        prune_twins(opt, res);
+        in.leftovers = res->leftovers;
+
+        res->lost = ruleset_lost(&res->view.now.ruleset, &res->again.ruleset);
+        if (!res->lost)
+                return stop(res, STOP_ERROR, ENOMEM, "Out of memory.");
+        in.lost = res->lost;
+
+        /* What was just verified is the next run's "before": a dpkg -i later, with no Pre-Invoke snapshot of its
+         * own, then compares against it, not against the state before this change. */
+        r = snapshot_write(opt->run_dir, now, &res->again.links, &res->again.ruleset, &res->view.now.owners,
+                           &res->view.now.units);
+        if (r < 0)
+                note(res, LOG_WARNING, r, "Failed to write %s/%s: %m", opt->run_dir, SNAPSHOT_FILE);
+
+        in.left = &res->left;
+        in.outcome = failed                          ? OUTCOME_FAILED
+                     : json_array_size(res->lost)    ? OUTCOME_DEGRADED
+                     : res->left.n_stale             ? OUTCOME_STALE
+                                                     : OUTCOME_FIXED;
+        record_run(opt, res, &in, &start);
+        return 0;
+}
+
+int pipeline_run(const struct pipeline_options *opt, enum pipeline_job job, struct pipeline_result *ret) {
+        struct pipeline_result res = {};
+        uint64_t now = (uint64_t) time(NULL);
+        int r;
+
+        _cleanup_close_ int lock = run_begin(opt, &res);
+        if (lock < 0)
+                r = lock;
+        else if (job == JOB_SNAPSHOT)
+                r = do_snapshot(opt, &res, now);
+        else if (job == JOB_CHECK)
+                r = view_load(opt, &res, now);
+        else
+                r = do_reconcile(opt, &res, now);
+
+        *ret = res;
+        return r;
+}

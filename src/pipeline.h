@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* pipeline.h: one run of the product — observe, diagnose, plan, act, verify, prune, record — over one context.
+ * The hook, the dpkg trigger, the manual command and the watcher all call it; it never prints and never exits,
+ * and keeps nothing between calls: what a run found and did is in its result, for the caller to render. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "diagnose.h"
+#include "packages.h"
+#include "reconcile.h"
+#include "record.h"
+#include "state.h"
+
+/* What a caller sets once. Read-only during a run. */
+struct pipeline_options {
+        const char *run_dir;     /* snapshot, lock, dpkg events */
+        const char *state_dir;   /* link history, records */
+        const struct config *config;
+        const char *via;         /* "apt", "dpkg-trigger", …; NULL: by hand */
+        bool dry_run;            /* plan, change nothing, record nothing */
+        bool lazy_owners;        /* read TUN owners and units only when something is stale (hooks: most runs
+                                  * find nothing) */
+        const char *policy_rc_d; /* NULL: /usr/sbin/policy-rc.d */
+};
+
+/* One run's view: what is now, what was (snapshot, history), and the diagnosis. */
+struct run_view {
+        struct observation now;
+        struct snapshot before;
+        bool have_snapshot;
+        struct link_history history;
+        struct findings findings;
+};
+
+void run_view_done(struct run_view *v);
+
+/* Why a run stopped short of acting; result.problem says it in one line. */
+enum pipeline_stop {
+        STOP_NONE,
+        STOP_NO_SYSTEMD,    /* stale, but systemd is not running here: nothing reloaded */
+        STOP_NO_BUS,        /* stale, but the system bus did not answer */
+        STOP_SHUTTING_DOWN, /* stale, but the system is shutting down */
+        STOP_ERROR,         /* the run could not observe or act at all */
+};
+
+enum pipeline_job {
+        JOB_SNAPSHOT,  /* observe and keep it as the baseline */
+        JOB_CHECK,     /* observe and diagnose */
+        JOB_RECONCILE, /* and repair, verify, record */
+};
+
+/* Something the run has to say besides its result: a warning about state it could not keep, say. */
+struct pipeline_note {
+        int level; /* LOG_WARNING, LOG_ERR */
+        char *text;
+};
+
+struct pipeline_result {
+        struct run_view view;          /* before acting */
+        struct reconcile_result res;   /* per table: the plan and what came of it */
+        struct observation again;      /* the last read after acting */
+        struct findings left;          /* stale after acting (points into again) */
+        bool acted;                    /* something was changed (a reload ran) */
+        bool verified;                 /* again/left hold a read taken after acting */
+        json_t *leftovers;             /* stale leftovers beside fresh twins, each {"pruned": bool}; or NULL */
+        json_t *lost;                  /* tables/chains a reload took with it; or NULL */
+        json_t *record;                /* what was recorded (history, journal, summary); NULL if nothing */
+        enum record_outcome outcome;   /* meaningful when record != NULL */
+        enum pipeline_stop stop;
+        char *problem;                 /* one line, when the run stopped short */
+        struct pipeline_note *notes;
+        size_t n_notes, allocated_notes;
+};
+
+void pipeline_result_done(struct pipeline_result *r);
+
+/* Serialises with every other run through the lock in run_dir. Returns 0 when the run got as far as it could
+ * (result says how far: stop, problem), or a negative errno when it could not observe at all (problem says why). */
+int pipeline_run(const struct pipeline_options *opt, enum pipeline_job job, struct pipeline_result *ret);
