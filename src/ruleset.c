@@ -4,6 +4,7 @@
  *
  * Raw netlink values carry the index itself: unlike nft's JSON they cannot confuse a stale index with an
  * interface named "3", or "no interface" (0) with an interface. */
+#include <arpa/inet.h>
 #include <libmnl/libmnl.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
@@ -74,6 +75,7 @@ struct reg {
         enum ref_key key;
         uint32_t value;
         size_t lookup;
+        uint16_t expr; /* REG_IMMEDIATE: the expression that loaded it */
 };
 
 /* A rule's lookup into an anonymous set whose key holds interface indexes at known offsets. */
@@ -81,6 +83,8 @@ struct pending_lookup {
         uint8_t family;
         char *table, *chain, *set;
         uint64_t handle;
+        size_t rule;   /* index into ruleset.rules */
+        uint16_t expr; /* the lookup expression */
         bool negated;
         uint8_t n_fields;
         struct {
@@ -91,41 +95,38 @@ struct pending_lookup {
         enum ref_key data_key;
 };
 
-struct set_info {
-        uint8_t family;
-        char *table, *name;
-        bool anonymous;
-        uint32_t key_len;
-        bool data_is_ifindex;
-        uint8_t n_fields;
-        uint8_t ifindex_offsets[NFT_REG32_COUNT]; /* named sets: where in the key the ifindex components are */
-        uint8_t n_ifindex_offsets;
-        bool offsets_known;
-        /* Elements as received: key_len bytes of key, then 4 bytes of data when data_is_ifindex. */
-        uint8_t *elems;
-        size_t n_elems, allocated_elems;
-};
-
 struct scan {
         struct ruleset *rs;
-        struct set_info *sets;
-        size_t n_sets, allocated_sets;
         bool sets_sorted;
+        struct nft_path *chain; /* the chain the last rule was in: rules come chain by chain */
         struct pending_lookup *lookups;
         size_t n_lookups, allocated_lookups;
         int error;
 };
 
-static void set_info_done(struct set_info *s) {
+static void set_elems_free(struct set_elem *elems, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(elems[i].attrs.data);
+        free(elems);
+}
+
+static void ifindex_set_done(struct ifindex_set *s) {
         free(s->table);
         free(s->name);
-        free(s->elems);
+        free(s->msg.data);
+        set_elems_free(s->elems, s->n_elems);
+}
+
+static int blob_copy(struct nl_blob *b, const void *data, size_t size) {
+        b->data = malloc(size ? size : 1);
+        if (!b->data)
+                return -ENOMEM;
+        memcpy(b->data, data, size);
+        b->size = size;
+        return 0;
 }
 
 static void scan_done(struct scan *scan) {
-        for (size_t i = 0; i < scan->n_sets; i++)
-                set_info_done(&scan->sets[i]);
-        free(scan->sets);
         for (size_t i = 0; i < scan->n_lookups; i++) {
                 free(scan->lookups[i].table);
                 free(scan->lookups[i].chain);
@@ -223,8 +224,10 @@ static int path_add(struct nft_path **array, size_t *n, size_t *allocated, uint8
 
 struct rule_walk {
         struct scan *scan;
-        struct iface_ref id; /* family, table, chain, handle of the rule */
+        struct iface_ref id; /* family, table, chain, handle of the rule; site.rule: where its message will be */
         struct reg regs[NFT_REG32_COUNT];
+        uint16_t expr;       /* position of the expression being walked */
+        bool holds_index;    /* the rule's message is worth keeping */
         int error;
 };
 
@@ -242,6 +245,14 @@ static uint32_t data_u32(const struct nftnl_expr *e, uint16_t attr) {
         return v;
 }
 
+static int rule_ref_add(struct rule_walk *w, const struct iface_ref *ref) {
+        size_t before = w->scan->rs->n_refs;
+        int r = ref_add(w->scan->rs, ref);
+        if (r >= 0 && w->scan->rs->n_refs > before)
+                w->holds_index = true;
+        return r;
+}
+
 static int walk_cmp(struct rule_walk *w, const struct nftnl_expr *e) {
         int slot = reg_slot(nftnl_expr_get_u32(e, NFTNL_EXPR_CMP_SREG));
         uint32_t op = nftnl_expr_get_u32(e, NFTNL_EXPR_CMP_OP);
@@ -253,9 +264,13 @@ static int walk_cmp(struct rule_walk *w, const struct nftnl_expr *e) {
         ref.negated = op == NFT_CMP_NEQ;
 
         if (reg->source == REG_IFINDEX) {
+                uint32_t len = 0;
+                if (!nftnl_expr_get_data(e, NFTNL_EXPR_CMP_DATA, &len) || len != sizeof(uint32_t))
+                        return 0;
                 ref.key = reg->key;
                 ref.ifindex = data_u32(e, NFTNL_EXPR_CMP_DATA);
-                return ref_add(w->scan->rs, &ref);
+                ref.site.expr = w->expr;
+                return rule_ref_add(w, &ref);
         }
         if (reg->source == REG_IFNAME) {
                 uint32_t len = 0;
@@ -288,6 +303,8 @@ static int walk_lookup(struct rule_walk *w, const struct nftnl_expr *e) {
         struct pending_lookup pl = {
                 .family = w->id.family,
                 .handle = w->id.handle,
+                .rule = w->id.site.rule,
+                .expr = w->expr,
                 .negated = nftnl_expr_is_set(e, NFTNL_EXPR_LOOKUP_FLAGS) &&
                            (nftnl_expr_get_u32(e, NFTNL_EXPR_LOOKUP_FLAGS) & NFT_LOOKUP_F_INV),
         };
@@ -318,6 +335,8 @@ static int walk_lookup(struct rule_walk *w, const struct nftnl_expr *e) {
         if (dslot >= 0)
                 w->regs[dslot] = (struct reg){.source = REG_MAP_DATA, .lookup = scan->n_lookups};
         scan->lookups[scan->n_lookups++] = pl;
+        /* Kept whether or not the set turns out to hold an index: the rule must be at hand to rebind it. */
+        w->holds_index = true;
         return 0;
 }
 
@@ -332,7 +351,8 @@ static int walk_device_statement(struct rule_walk *w, uint32_t sreg_dev, enum re
                 struct iface_ref ref = w->id;
                 ref.key = key;
                 ref.ifindex = reg->value;
-                return ref_add(w->scan->rs, &ref);
+                ref.site.expr = reg->expr;
+                return rule_ref_add(w, &ref);
         }
         if (reg->source == REG_MAP_DATA) {
                 w->scan->lookups[reg->lookup].has_data_key = true;
@@ -341,10 +361,8 @@ static int walk_device_statement(struct rule_walk *w, uint32_t sreg_dev, enum re
         return 0;
 }
 
-static int walk_expr_cb(struct nftnl_expr *e, void *userdata) {
-        struct rule_walk *w = userdata;
+static int walk_expr(struct rule_walk *w, struct nftnl_expr *e) {
         const char *name = nftnl_expr_get_str(e, NFTNL_EXPR_NAME);
-        int r = 0;
 
         if (!name)
                 return 0;
@@ -373,7 +391,9 @@ static int walk_expr_cb(struct nftnl_expr *e, void *userdata) {
                 default:
                         regs_clobber(w->regs, slot, 4);
                 }
-        } else if (streq(name, "fib")) {
+                return 0;
+        }
+        if (streq(name, "fib")) {
                 int slot = reg_slot(nftnl_expr_get_u32(e, NFTNL_EXPR_FIB_DREG));
                 uint32_t flags = nftnl_expr_get_u32(e, NFTNL_EXPR_FIB_FLAGS);
                 if (slot < 0)
@@ -383,56 +403,101 @@ static int walk_expr_cb(struct nftnl_expr *e, void *userdata) {
                         w->regs[slot] = (struct reg){.source = REG_IFINDEX, .key = REF_KEY_FIB};
                 else
                         regs_clobber(w->regs, slot, 0);
-        } else if (streq(name, "immediate")) {
+                return 0;
+        }
+        if (streq(name, "immediate")) {
                 if (!nftnl_expr_is_set(e, NFTNL_EXPR_IMM_DATA))
                         return 0; /* a verdict */
                 int slot = reg_slot(nftnl_expr_get_u32(e, NFTNL_EXPR_IMM_DREG));
-                if (slot >= 0)
-                        w->regs[slot] = (struct reg){.source = REG_IMMEDIATE, .value = data_u32(e, NFTNL_EXPR_IMM_DATA)};
-        } else if (streq(name, "cmp"))
-                r = walk_cmp(w, e);
-        else if (streq(name, "lookup"))
-                r = walk_lookup(w, e);
-        else if (streq(name, "fwd"))
-                r = walk_device_statement(w, nftnl_expr_get_u32(e, NFTNL_EXPR_FWD_SREG_DEV), REF_KEY_FWD);
-        else if (streq(name, "dup")) {
-                if (nftnl_expr_is_set(e, NFTNL_EXPR_DUP_SREG_DEV))
-                        r = walk_device_statement(w, nftnl_expr_get_u32(e, NFTNL_EXPR_DUP_SREG_DEV), REF_KEY_DUP);
-        } else if (streq(name, "payload")) {
+                uint32_t len = 0;
+                (void) nftnl_expr_get_data(e, NFTNL_EXPR_IMM_DATA, &len);
+                if (slot < 0)
+                        return 0;
+                regs_clobber(w->regs, slot, len);
+                if (len == sizeof(uint32_t))
+                        w->regs[slot] = (struct reg){.source = REG_IMMEDIATE, .value = data_u32(e, NFTNL_EXPR_IMM_DATA),
+                                                     .expr = w->expr};
+                return 0;
+        }
+        if (streq(name, "cmp"))
+                return walk_cmp(w, e);
+        if (streq(name, "lookup"))
+                return walk_lookup(w, e);
+        if (streq(name, "fwd"))
+                return walk_device_statement(w, nftnl_expr_get_u32(e, NFTNL_EXPR_FWD_SREG_DEV), REF_KEY_FWD);
+        if (streq(name, "dup"))
+                return nftnl_expr_is_set(e, NFTNL_EXPR_DUP_SREG_DEV)
+                               ? walk_device_statement(w, nftnl_expr_get_u32(e, NFTNL_EXPR_DUP_SREG_DEV), REF_KEY_DUP)
+                               : 0;
+        if (streq(name, "payload")) {
                 if (nftnl_expr_is_set(e, NFTNL_EXPR_PAYLOAD_DREG)) {
                         int slot = reg_slot(nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_DREG));
                         if (slot >= 0)
                                 regs_clobber(w->regs, slot, nftnl_expr_get_u32(e, NFTNL_EXPR_PAYLOAD_LEN));
                 }
-        } else {
-                /* Any other expression that loads a register overwrites what it held. */
-                static const struct {
-                        const char *name;
-                        uint16_t dreg;
-                } loaders[] = {
-                        {"ct", NFTNL_EXPR_CT_DREG},         {"exthdr", NFTNL_EXPR_EXTHDR_DREG},
-                        {"rt", NFTNL_EXPR_RT_DREG},         {"socket", NFTNL_EXPR_SOCKET_DREG},
-                        {"numgen", NFTNL_EXPR_NG_DREG},     {"hash", NFTNL_EXPR_HASH_DREG},
-                        {"bitwise", NFTNL_EXPR_BITWISE_DREG}, {"byteorder", NFTNL_EXPR_BYTEORDER_DREG},
-                        {"osf", NFTNL_EXPR_OSF_DREG},       {"xfrm", NFTNL_EXPR_XFRM_DREG},
-                };
-                for (size_t i = 0; i < ELEMENTSOF(loaders); i++)
-                        if (streq(name, loaders[i].name) && nftnl_expr_is_set(e, loaders[i].dreg)) {
-                                int slot = reg_slot(nftnl_expr_get_u32(e, loaders[i].dreg));
-                                if (slot >= 0)
-                                        regs_clobber(w->regs, slot, 0);
-                                break;
-                        }
+                return 0;
+        }
+        if (streq(name, "byteorder")) {
+                /* Interval lookups get the index in network order: "iif . ip saddr { ts0 . 10.0.0.0/8 }". The
+                 * register still holds the interface, in the byte order the set keeps. */
+                int sslot = reg_slot(nftnl_expr_get_u32(e, NFTNL_EXPR_BYTEORDER_SREG));
+                int dslot = reg_slot(nftnl_expr_get_u32(e, NFTNL_EXPR_BYTEORDER_DREG));
+                struct reg src = sslot >= 0 ? w->regs[sslot] : (struct reg){};
+                if (dslot < 0)
+                        return 0;
+                regs_clobber(w->regs, dslot, nftnl_expr_get_u32(e, NFTNL_EXPR_BYTEORDER_LEN));
+                if (src.source == REG_IFINDEX && nftnl_expr_get_u32(e, NFTNL_EXPR_BYTEORDER_LEN) == 4)
+                        w->regs[dslot] = src;
+                return 0;
         }
 
+        /* Any other expression that loads a register overwrites what it held. */
+        static const struct {
+                const char *name;
+                uint16_t dreg;
+        } loaders[] = {
+                {"ct", NFTNL_EXPR_CT_DREG},         {"exthdr", NFTNL_EXPR_EXTHDR_DREG},
+                {"rt", NFTNL_EXPR_RT_DREG},         {"socket", NFTNL_EXPR_SOCKET_DREG},
+                {"numgen", NFTNL_EXPR_NG_DREG},     {"hash", NFTNL_EXPR_HASH_DREG},
+                {"bitwise", NFTNL_EXPR_BITWISE_DREG}, {"osf", NFTNL_EXPR_OSF_DREG},
+                {"xfrm", NFTNL_EXPR_XFRM_DREG},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(loaders); i++)
+                if (streq(name, loaders[i].name) && nftnl_expr_is_set(e, loaders[i].dreg)) {
+                        int slot = reg_slot(nftnl_expr_get_u32(e, loaders[i].dreg));
+                        if (slot >= 0)
+                                regs_clobber(w->regs, slot, 0);
+                        break;
+                }
+        return 0;
+}
+
+static int walk_expr_cb(struct nftnl_expr *e, void *userdata) {
+        struct rule_walk *w = userdata;
+        int r = walk_expr(w, e);
         if (r < 0) {
                 w->error = r;
                 return -1;
         }
+        w->expr++;
         return 0;
 }
 
+static struct nft_path *chain_find(struct scan *scan, uint8_t family, const char *table, const char *chain) {
+        struct ruleset *rs = scan->rs;
+        struct nft_path *c = scan->chain;
+        if (c && c->family == family && streq(c->table, table) && streq(c->chain, chain))
+                return c;
+        for (size_t i = 0; i < rs->n_chains; i++) {
+                c = &rs->chains[i];
+                if (c->family == family && streq(c->table, table) && streq(c->chain, chain))
+                        return scan->chain = c;
+        }
+        return NULL;
+}
+
 static int scan_rule(struct scan *scan, const struct nlmsghdr *nlh) {
+        struct ruleset *rs = scan->rs;
         _cleanup_(nftnl_rule_freep) struct nftnl_rule *rule = nftnl_rule_alloc();
         if (!rule)
                 return -ENOMEM;
@@ -447,21 +512,44 @@ static int scan_rule(struct scan *scan, const struct nlmsghdr *nlh) {
                                 .table = (char *) nftnl_rule_get_str(rule, NFTNL_RULE_TABLE),
                                 .chain = (char *) nftnl_rule_get_str(rule, NFTNL_RULE_CHAIN),
                                 .handle = nftnl_rule_get_u64(rule, NFTNL_RULE_HANDLE),
+                                .site = {.rule = rs->n_rule_msgs, .set = SIZE_MAX},
                         },
         };
         if (!w.id.table || !w.id.chain)
                 return -EBADMSG;
 
-        scan->rs->n_rules++;
+        rs->n_rules++;
+        /* Every rule's place in its chain: a rebind is verified by position (a replaced rule gets a new handle). */
+        struct nft_path *chain = chain_find(scan, w.id.family, w.id.table, w.id.chain);
+        if (chain) {
+                if (GROW(chain->handles, chain->allocated_handles, chain->n_handles + 1) < 0)
+                        return -ENOMEM;
+                chain->handles[chain->n_handles++] = w.id.handle;
+        }
+
         if (nftnl_expr_foreach(rule, walk_expr_cb, &w) < 0)
                 return w.error < 0 ? w.error : -EBADMSG;
+        if (!w.holds_index)
+                return 0;
+
+        if (GROW(rs->rules, rs->allocated_rule_msgs, rs->n_rule_msgs + 1) < 0)
+                return -ENOMEM;
+        struct rule_msg *m = &rs->rules[rs->n_rule_msgs];
+        *m = (struct rule_msg){.family = w.id.family, .handle = w.id.handle, .table = strdup(w.id.table),
+                               .chain = strdup(w.id.chain)};
+        if (!m->table || !m->chain || blob_copy(&m->msg, nlh, nlh->nlmsg_len) < 0) {
+                free(m->table);
+                free(m->chain);
+                return -ENOMEM;
+        }
+        rs->n_rule_msgs++;
         return 0;
 }
 
 /* ---- sets ---- */
 
 static int set_cmp(const void *a, const void *b) {
-        const struct set_info *x = a, *y = b;
+        const struct ifindex_set *x = a, *y = b;
         int c;
         if (x->family != y->family)
                 return (int) x->family - (int) y->family;
@@ -470,19 +558,22 @@ static int set_cmp(const void *a, const void *b) {
 }
 
 static void sets_sort(struct scan *scan) {
-        if (!scan->sets_sorted && scan->n_sets > 0)
-                qsort(scan->sets, scan->n_sets, sizeof(struct set_info), set_cmp);
+        struct ruleset *rs = scan->rs;
+        if (!scan->sets_sorted && rs->n_ifindex_sets > 0)
+                qsort(rs->sets, rs->n_ifindex_sets, sizeof(struct ifindex_set), set_cmp);
         scan->sets_sorted = true;
 }
 
-static struct set_info *set_find(struct scan *scan, uint8_t family, const char *table, const char *name) {
+static struct ifindex_set *set_find(struct scan *scan, uint8_t family, const char *table, const char *name) {
+        struct ruleset *rs = scan->rs;
         sets_sort(scan);
-        struct set_info key = {.family = family, .table = (char *) table, .name = (char *) name};
-        return scan->n_sets ? bsearch(&key, scan->sets, scan->n_sets, sizeof(struct set_info), set_cmp) : NULL;
+        struct ifindex_set key = {.family = family, .table = (char *) table, .name = (char *) name};
+        return rs->n_ifindex_sets ? bsearch(&key, rs->sets, rs->n_ifindex_sets, sizeof(struct ifindex_set), set_cmp)
+                                  : NULL;
 }
 
 /* Where the ifindex components of a named set's key are: nft's field lengths if it sent them, else the types. */
-static void set_compute_offsets(struct set_info *s, uint32_t key_type, const struct nftnl_set *set) {
+static void set_compute_offsets(struct ifindex_set *s, uint32_t key_type, const struct nftnl_set *set) {
         uint32_t types[NFT_REG32_COUNT], n = 0;
         for (uint32_t t = key_type; t && n < NFT_REG32_COUNT; t >>= NFT_TYPE_BITS)
                 types[n++] = t & NFT_TYPE_MASK;
@@ -514,13 +605,14 @@ static void set_compute_offsets(struct set_info *s, uint32_t key_type, const str
 }
 
 static int scan_set(struct scan *scan, const struct nlmsghdr *nlh) {
+        struct ruleset *rs = scan->rs;
         _cleanup_(nftnl_set_freep) struct nftnl_set *set = nftnl_set_alloc();
         if (!set)
                 return -ENOMEM;
         if (nftnl_set_nlmsg_parse(nlh, set) < 0)
                 return -EBADMSG;
 
-        scan->rs->n_sets++;
+        rs->n_sets++;
 
         uint32_t key_type = nftnl_set_get_u32(set, NFTNL_SET_KEY_TYPE);
         uint32_t flags = nftnl_set_get_u32(set, NFTNL_SET_FLAGS);
@@ -536,80 +628,112 @@ static int scan_set(struct scan *scan, const struct nlmsghdr *nlh) {
         if (!table || !name || key_len > SET_KEY_MAX)
                 return -EBADMSG;
 
-        if (GROW(scan->sets, scan->allocated_sets, scan->n_sets + 1) < 0)
+        if (GROW(rs->sets, rs->allocated_ifindex_sets, rs->n_ifindex_sets + 1) < 0)
                 return -ENOMEM;
-        struct set_info *s = &scan->sets[scan->n_sets];
-        *s = (struct set_info){
+        struct ifindex_set *s = &rs->sets[rs->n_ifindex_sets];
+        *s = (struct ifindex_set){
                 .family = (uint8_t) nftnl_set_get_u32(set, NFTNL_SET_FAMILY),
                 .table = strdup(table),
                 .name = strdup(name),
-                .anonymous = anonymous,
+                .flags = flags,
                 .key_len = key_len,
                 .data_is_ifindex = data_is_ifindex,
+                /* nft converts host-order keys of interval sets to network order (so ranges compare as bytes) */
+                .big_endian = flags & NFT_SET_INTERVAL,
         };
-        if (!s->table || !s->name) {
-                set_info_done(s);
+        if (!s->table || !s->name || blob_copy(&s->msg, nlh, nlh->nlmsg_len) < 0) {
+                ifindex_set_done(s);
                 return -ENOMEM;
         }
         if (!anonymous)
                 set_compute_offsets(s, key_type, set);
-        scan->n_sets++;
+        rs->n_ifindex_sets++;
         scan->sets_sorted = false;
         return 0;
 }
 
-struct elem_walk {
-        struct set_info *set;
-        int error;
-};
+/* NFTA_SET_ELEM_KEY and friends: a nest holding NFTA_DATA_VALUE. Sets *off and *len to that value's payload,
+ * relative to base. */
+static void elem_value(const struct nlattr *nest, const uint8_t *base, uint32_t *off, uint32_t *len) {
+        const struct nlattr *a;
+        mnl_attr_for_each_nested(a, nest)
+                if (mnl_attr_get_type(a) == NFTA_DATA_VALUE) {
+                        *off = (uint32_t) ((const uint8_t *) mnl_attr_get_payload(a) - base);
+                        *len = mnl_attr_get_payload_len(a);
+                }
+}
 
-static int elem_cb(struct nftnl_set_elem *elem, void *userdata) {
-        struct elem_walk *ew = userdata;
-        struct set_info *s = ew->set;
-        uint32_t key_len = 0, data_len = 0;
+/* One element (the payload of an NFTA_LIST_ELEM), kept as received. */
+static int elem_add(struct ifindex_set *s, const struct nlattr *list_elem) {
+        if (GROW(s->elems, s->allocated_elems, s->n_elems + 1) < 0)
+                return -ENOMEM;
+        struct set_elem *e = &s->elems[s->n_elems];
+        *e = (struct set_elem){};
+        if (blob_copy(&e->attrs, mnl_attr_get_payload(list_elem), mnl_attr_get_payload_len(list_elem)) < 0)
+                return -ENOMEM;
 
-        /* Intervals are sent as start and end elements; the end is not an interface. */
-        if (nftnl_set_elem_is_set(elem, NFTNL_SET_ELEM_FLAGS) &&
-            (nftnl_set_elem_get_u32(elem, NFTNL_SET_ELEM_FLAGS) & NFT_SET_ELEM_INTERVAL_END))
-                return 0;
-        const void *key = nftnl_set_elem_get(elem, NFTNL_SET_ELEM_KEY, &key_len);
-        if (!key) /* catch-all element */
-                return 0;
-
-        size_t stride = s->key_len + (s->data_is_ifindex ? 4 : 0);
-        if (GROW(s->elems, s->allocated_elems, (s->n_elems + 1) * stride) < 0) {
-                ew->error = -ENOMEM;
-                return -1;
-        }
-        uint8_t *p = s->elems + s->n_elems * stride;
-        memset(p, 0, stride);
-        memcpy(p, key, key_len < s->key_len ? key_len : s->key_len);
-        if (s->data_is_ifindex) {
-                const void *data = nftnl_set_elem_get(elem, NFTNL_SET_ELEM_DATA, &data_len);
-                if (data && data_len >= 4)
-                        memcpy(p + s->key_len, data, 4);
+        const uint8_t *base = e->attrs.data, *end = base + e->attrs.size;
+        const struct nlattr *a;
+        for (a = (const struct nlattr *) base; mnl_attr_ok(a, (int) (end - (const uint8_t *) a)); a = mnl_attr_next(a)) {
+                switch (mnl_attr_get_type(a)) {
+                case NFTA_SET_ELEM_KEY:
+                        elem_value(a, base, &e->key_off, &e->key_len);
+                        break;
+                case NFTA_SET_ELEM_KEY_END:
+                        elem_value(a, base, &e->key_end_off, &e->key_end_len);
+                        break;
+                case NFTA_SET_ELEM_DATA:
+                        elem_value(a, base, &e->data_off, &e->data_len);
+                        break;
+                case NFTA_SET_ELEM_FLAGS:
+                        if (mnl_attr_get_payload_len(a) >= 4)
+                                e->flags = ntohl(mnl_attr_get_u32(a));
+                        break;
+                }
         }
         s->n_elems++;
         return 0;
 }
 
 static int scan_set_elems(struct scan *scan, const struct nlmsghdr *nlh) {
-        _cleanup_(nftnl_set_freep) struct nftnl_set *set = nftnl_set_alloc();
-        if (!set)
-                return -ENOMEM;
-        if (nftnl_set_elems_nlmsg_parse(nlh, set) < 0)
-                return -EBADMSG;
+        const struct nlattr *a, *elements = NULL;
+        const char *table = NULL, *name = NULL;
 
-        const char *table = nftnl_set_get_str(set, NFTNL_SET_TABLE), *name = nftnl_set_get_str(set, NFTNL_SET_NAME);
+        if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(struct nfgenmsg))
+                return -EBADMSG;
+        const struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
+        mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+                if (mnl_attr_validate(a, MNL_TYPE_UNSPEC) < 0)
+                        return -EBADMSG;
+                switch (mnl_attr_get_type(a)) {
+                case NFTA_SET_ELEM_LIST_TABLE:
+                        if (mnl_attr_validate(a, MNL_TYPE_NUL_STRING) < 0)
+                                return -EBADMSG;
+                        table = mnl_attr_get_str(a);
+                        break;
+                case NFTA_SET_ELEM_LIST_SET:
+                        if (mnl_attr_validate(a, MNL_TYPE_NUL_STRING) < 0)
+                                return -EBADMSG;
+                        name = mnl_attr_get_str(a);
+                        break;
+                case NFTA_SET_ELEM_LIST_ELEMENTS:
+                        elements = a;
+                        break;
+                }
+        }
         if (!table || !name)
                 return -EBADMSG;
-        struct set_info *s = set_find(scan, (uint8_t) nftnl_set_get_u32(set, NFTNL_SET_FAMILY), table, name);
-        if (!s)
+        struct ifindex_set *s = set_find(scan, nfg->nfgen_family, table, name);
+        if (!s || !elements)
                 return 0;
 
-        struct elem_walk ew = {.set = s};
-        if (nftnl_set_elem_foreach(set, elem_cb, &ew) < 0)
-                return ew.error < 0 ? ew.error : -EBADMSG;
+        mnl_attr_for_each_nested(a, elements) {
+                if (mnl_attr_get_type(a) != NFTA_LIST_ELEM)
+                        continue;
+                int r = elem_add(s, a);
+                if (r < 0)
+                        return r;
+        }
         return 0;
 }
 
@@ -635,6 +759,7 @@ static int scan_chain(struct scan *scan, const struct nlmsghdr *nlh) {
             !nftnl_chain_get_str(c, NFTNL_CHAIN_NAME))
                 return -EBADMSG;
         struct ruleset *rs = scan->rs;
+        scan->chain = NULL; /* the array may move */
         return path_add(&rs->chains, &rs->n_chains, &rs->allocated_chains,
                         (uint8_t) nftnl_chain_get_u32(c, NFTNL_CHAIN_FAMILY), nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE),
                         nftnl_chain_get_str(c, NFTNL_CHAIN_NAME));
@@ -653,64 +778,81 @@ static int scan_msg(struct scan *scan, const struct nlmsghdr *nlh) {
         }
 }
 
-static uint32_t elem_u32(const uint8_t *p) {
+/* An index component of an element, in the set's byte order. */
+static uint32_t elem_ifindex(const struct ifindex_set *s, const uint8_t *p) {
         uint32_t v;
         memcpy(&v, p, sizeof(v));
-        return v;
+        return s->big_endian ? ntohl(v) : v;
 }
 
 /* Turns the elements of interface-typed sets into references: anonymous ones for the rule that looks them up,
- * named ones as elements of their set. */
+ * named ones as elements of their set. The end of a range is not an interface: only start elements count. */
 static int scan_finish(struct scan *scan) {
         struct ruleset *rs = scan->rs;
         int r;
 
+        sets_sort(scan);
         for (size_t i = 0; i < scan->n_lookups; i++) {
                 const struct pending_lookup *pl = &scan->lookups[i];
-                struct set_info *s = set_find(scan, pl->family, pl->table, pl->set);
+                struct ifindex_set *s = set_find(scan, pl->family, pl->table, pl->set);
                 if (!s)
                         continue;
-                size_t stride = s->key_len + (s->data_is_ifindex ? 4 : 0);
                 struct iface_ref ref = {.family = pl->family, .table = pl->table, .chain = pl->chain,
                                         .handle = pl->handle, .negated = pl->negated};
+                ref.site = (struct ref_site){.rule = pl->rule, .expr = pl->expr, .set = (size_t) (s - rs->sets)};
 
                 for (size_t k = 0; k < s->n_elems; k++) {
-                        const uint8_t *elem = s->elems + k * stride;
+                        const struct set_elem *e = &s->elems[k];
+                        const uint8_t *key = e->attrs.data + e->key_off;
+                        if (e->flags & NFT_SET_ELEM_INTERVAL_END || e->key_len == 0)
+                                continue;
+                        ref.site.elem = k;
                         for (uint8_t f = 0; f < pl->n_fields; f++) {
-                                if (pl->fields[f].offset + 4u > s->key_len)
+                                if (pl->fields[f].offset + 4u > e->key_len)
                                         continue;
                                 ref.key = pl->fields[f].key;
-                                ref.ifindex = elem_u32(elem + pl->fields[f].offset);
+                                ref.ifindex = elem_ifindex(s, key + pl->fields[f].offset);
+                                ref.site.offset = pl->fields[f].offset;
+                                ref.site.in_data = false;
                                 if ((r = ref_add(rs, &ref)) < 0)
                                         return r;
                         }
-                        if (pl->has_data_key && s->data_is_ifindex) {
+                        if (pl->has_data_key && s->data_is_ifindex && e->data_len == 4) {
                                 ref.key = pl->data_key;
-                                ref.ifindex = elem_u32(elem + s->key_len);
+                                ref.ifindex = elem_ifindex(s, e->attrs.data + e->data_off);
+                                ref.site.offset = 0;
+                                ref.site.in_data = true;
                                 if ((r = ref_add(rs, &ref)) < 0)
                                         return r;
                         }
                 }
         }
 
-        for (size_t i = 0; i < scan->n_sets; i++) {
-                const struct set_info *s = &scan->sets[i];
-                if (s->anonymous)
+        for (size_t i = 0; i < rs->n_ifindex_sets; i++) {
+                const struct ifindex_set *s = &rs->sets[i];
+                if (s->flags & NFT_SET_ANONYMOUS)
                         continue;
-                size_t stride = s->key_len + (s->data_is_ifindex ? 4 : 0);
                 struct iface_ref ref = {.family = s->family, .table = s->table, .set = s->name,
                                         .key = REF_KEY_ELEMENT};
+                ref.site = (struct ref_site){.rule = SIZE_MAX, .set = i};
                 for (size_t k = 0; k < s->n_elems; k++) {
-                        const uint8_t *elem = s->elems + k * stride;
+                        const struct set_elem *e = &s->elems[k];
+                        if (e->flags & NFT_SET_ELEM_INTERVAL_END || e->key_len == 0)
+                                continue;
+                        ref.site.elem = k;
                         for (uint8_t f = 0; s->offsets_known && f < s->n_ifindex_offsets; f++) {
-                                if (s->ifindex_offsets[f] + 4u > s->key_len)
+                                if (s->ifindex_offsets[f] + 4u > e->key_len)
                                         continue;
-                                ref.ifindex = elem_u32(elem + s->ifindex_offsets[f]);
+                                ref.ifindex = elem_ifindex(s, e->attrs.data + e->key_off + s->ifindex_offsets[f]);
+                                ref.site.offset = s->ifindex_offsets[f];
+                                ref.site.in_data = false;
                                 if ((r = ref_add(rs, &ref)) < 0)
                                         return r;
                         }
-                        if (s->data_is_ifindex) {
-                                ref.ifindex = elem_u32(elem + s->key_len);
+                        if (s->data_is_ifindex && e->data_len == 4) {
+                                ref.ifindex = elem_ifindex(s, e->attrs.data + e->data_off);
+                                ref.site.offset = 0;
+                                ref.site.in_data = true;
                                 if ((r = ref_add(rs, &ref)) < 0)
                                         return r;
                         }
@@ -745,7 +887,7 @@ static int gen_msg_cb(const struct nlmsghdr *nlh, void *userdata) {
         return MNL_CB_OK;
 }
 
-static int dump_one(struct mnl_socket *nl, uint16_t type, uint16_t flags, uint8_t family, const struct set_info *set,
+static int dump_one(struct mnl_socket *nl, uint16_t type, uint16_t flags, uint8_t family, const struct ifindex_set *set,
                     mnl_cb_t cb, struct dump_ctx *d, ruleset_tap_t tap, void *tap_data) {
         char buf[MNL_SOCKET_BUFFER_SIZE];
         struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, type, family, flags, (uint32_t) time(NULL));
@@ -785,8 +927,8 @@ static int ruleset_read_once(struct mnl_socket *nl, struct ruleset *rs, ruleset_
         }
         /* Sorted before the element dumps: finding a set while iterating must not reorder the array. */
         sets_sort(&scan);
-        for (size_t i = 0; i < scan.n_sets; i++) {
-                k = dump_one(nl, NFT_MSG_GETSETELEM, NLM_F_DUMP, scan.sets[i].family, &scan.sets[i], dump_msg_cb, &d,
+        for (size_t i = 0; i < rs->n_ifindex_sets; i++) {
+                k = dump_one(nl, NFT_MSG_GETSETELEM, NLM_F_DUMP, rs->sets[i].family, &rs->sets[i], dump_msg_cb, &d,
                              tap, tap_data);
                 /* A set deleted since the set dump: the generation check below catches the change. */
                 if (k < 0 && k != -ENOENT)
@@ -799,6 +941,7 @@ static int ruleset_read_once(struct mnl_socket *nl, struct ruleset *rs, ruleset_
         if (d.genid != gen_before)
                 return -EAGAIN;
 
+        rs->genid = gen_before;
         return scan_finish(&scan);
 }
 
@@ -863,6 +1006,7 @@ static void paths_free(struct nft_path *p, size_t n) {
         for (size_t i = 0; i < n; i++) {
                 free(p[i].table);
                 free(p[i].chain);
+                free(p[i].handles);
         }
         free(p);
 }
@@ -872,5 +1016,23 @@ void ruleset_done(struct ruleset *rs) {
         refs_free(rs->name_refs, rs->n_name_refs);
         paths_free(rs->tables, rs->n_tables);
         paths_free(rs->chains, rs->n_chains);
+        for (size_t i = 0; i < rs->n_rule_msgs; i++) {
+                free(rs->rules[i].table);
+                free(rs->rules[i].chain);
+                free(rs->rules[i].msg.data);
+        }
+        free(rs->rules);
+        for (size_t i = 0; i < rs->n_ifindex_sets; i++)
+                ifindex_set_done(&rs->sets[i]);
+        free(rs->sets);
         *rs = (struct ruleset){};
+}
+
+const struct nft_path *ruleset_chain(const struct ruleset *rs, uint8_t family, const char *table, const char *chain) {
+        for (size_t i = 0; i < rs->n_chains; i++) {
+                const struct nft_path *c = &rs->chains[i];
+                if (c->family == family && streq(c->table, table) && streq(c->chain, chain))
+                        return c;
+        }
+        return NULL;
 }

@@ -28,6 +28,22 @@ enum ref_key {
 const char *ref_key_to_string(enum ref_key key);
 const char *nfproto_to_string(uint8_t family);
 
+/* Bytes exactly as the kernel sent them: what a rebind copies, patches and sends back. */
+struct nl_blob {
+        uint8_t *data;
+        size_t size;
+};
+
+/* Where exactly an index sits, so that a rebind rewrites that and nothing else. */
+struct ref_site {
+        size_t rule;     /* index into ruleset.rules; SIZE_MAX for an element of a named set */
+        uint16_t expr;   /* the rule's expression that holds the index (cmp, immediate) or looks it up (lookup) */
+        size_t set;      /* index into ruleset.sets; SIZE_MAX when the index is in the rule itself */
+        size_t elem;     /* index into that set's elems */
+        uint16_t offset; /* byte offset of the index in the element's key, or in its data when in_data */
+        bool in_data;
+};
+
 struct iface_ref {
         uint8_t family;      /* NFPROTO_* */
         char *table;
@@ -38,13 +54,50 @@ struct iface_ref {
         bool negated;        /* "!=" or a negated set lookup */
         uint32_t ifindex;    /* by-index references; never 0 ("no interface" is not a reference) */
         char name[IFNAMSIZ]; /* by-name references: the name, or its prefix for a "name*" wildcard */
+        struct ref_site site; /* by-index references */
 };
 
-/* A table (chain == NULL) or a chain. */
+/* A table (chain == NULL) or a chain; a chain keeps the handles of its rules in order. */
 struct nft_path {
         uint8_t family;
         char *table;
         char *chain;
+        uint64_t *handles;
+        size_t n_handles, allocated_handles;
+};
+
+/* A rule that holds an index, or looks one up: its NEWRULE message. */
+struct rule_msg {
+        uint8_t family;
+        char *table, *chain;
+        uint64_t handle;
+        struct nl_blob msg;
+};
+
+/* One element of a set, as its NFTA_LIST_ELEM payload; the offsets point into it (0 length: absent). */
+struct set_elem {
+        struct nl_blob attrs;
+        uint32_t key_off, key_len;         /* NFTA_SET_ELEM_KEY's NFTA_DATA_VALUE */
+        uint32_t key_end_off, key_end_len; /* NFTA_SET_ELEM_KEY_END's (a concatenated range) */
+        uint32_t data_off, data_len;       /* NFTA_SET_ELEM_DATA's NFTA_DATA_VALUE (not a verdict) */
+        uint32_t flags;                    /* NFT_SET_ELEM_INTERVAL_END, … */
+};
+
+/* A set or map whose key or data can hold an interface index, with its elements and NEWSET message. */
+struct ifindex_set {
+        uint8_t family;
+        char *table, *name;
+        uint32_t flags;      /* NFT_SET_* */
+        uint32_t key_len;
+        bool data_is_ifindex;
+        bool big_endian;     /* interval sets keep integers in network order, so that ranges sort */
+        struct nl_blob msg;
+        struct set_elem *elems;
+        size_t n_elems, allocated_elems;
+        /* named sets: where in the key the index components are */
+        uint8_t ifindex_offsets[16];
+        uint8_t n_ifindex_offsets;
+        bool offsets_known;
 };
 
 struct ruleset {
@@ -55,7 +108,14 @@ struct ruleset {
         struct nft_path *tables, *chains;
         size_t n_tables, allocated_tables, n_chains, allocated_chains;
         size_t n_rules, n_sets;
+        struct rule_msg *rules; /* rules that hold or look up an index */
+        size_t n_rule_msgs, allocated_rule_msgs;
+        struct ifindex_set *sets; /* sets that can hold an index, sorted by family, table, name */
+        size_t n_ifindex_sets, allocated_ifindex_sets;
+        uint32_t genid; /* the generation the whole read saw: a change computed from it carries it */
 };
+
+const struct nft_path *ruleset_chain(const struct ruleset *rs, uint8_t family, const char *table, const char *chain);
 
 /* Tap for ruleset_read(): sees each netlink message as received (tests/nl-capture records fixtures with it). */
 typedef void (*ruleset_tap_t)(const struct nlmsghdr *nlh, void *userdata);

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* Interface references found in rulesets the kernel really sent (tests/fixtures/regenerate).
  * Indexes in the fixtures: lo 1, tailscale0 2 (4 after it was re-created), wg0 3, an interface named "3" is 5. */
+#include <arpa/inet.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -106,6 +107,33 @@ static void test_interface_named_3(void **state) {
         ruleset_done(&rs);
 }
 
+/* Interval sets: the index is in network order, and the end of each range is no interface. */
+static void test_intervals(void **state) {
+        struct ruleset rs;
+        fixture_ruleset("intervals", &rs);
+        assert_int_equal(count(&rs, REF_KEY_ELEMENT, 3, "single", false), 1);
+        assert_int_equal(count(&rs, REF_KEY_ELEMENT, 3, "pairs", false), 1);
+        /* the rule converts iif to network order before its lookup: still the interface, still found */
+        assert_int_equal(count(&rs, REF_KEY_IIF, 3, "forward", false), 1);
+        assert_int_equal(rs.n_refs, 3);
+        /* each reference points at the bytes that hold it */
+        for (size_t i = 0; i < rs.n_refs; i++) {
+                const struct ref_site *site = &rs.refs[i].site;
+                const struct ifindex_set *s = &rs.sets[site->set];
+                const struct set_elem *e = &s->elems[site->elem];
+                uint32_t v;
+                assert_true(s->big_endian);
+                memcpy(&v, e->attrs.data + e->key_off + site->offset, 4);
+                assert_int_equal(ntohl(v), 3);
+                /* a concatenated range ends at the same interface */
+                if (e->key_end_len) {
+                        memcpy(&v, e->attrs.data + e->key_end_off + site->offset, 4);
+                        assert_int_equal(ntohl(v), 3);
+                }
+        }
+        ruleset_done(&rs);
+}
+
 static void test_empty(void **state) {
         struct ruleset rs;
         fixture_ruleset("empty", &rs);
@@ -152,6 +180,7 @@ int main(void) {
                 cmocka_unit_test(test_by_name_only),      cmocka_unit_test(test_numeric),
                 cmocka_unit_test(test_interface_named_3), cmocka_unit_test(test_empty),
                 cmocka_unit_test(test_truncated),         cmocka_unit_test(test_malformed),
+                cmocka_unit_test(test_intervals),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
