@@ -14,8 +14,19 @@ void config_defaults(struct config *c) {
                 .mode = MODE_RECONCILE,
                 .job_timeout_ms = 30 * 1000,
                 .time_budget_ms = 60 * 1000,
+                .interface_wait_ms = 5 * 1000,
                 .prune_stale_twins = true,
+                .repair = REPAIR_AUTO,
         };
+}
+
+const char *config_repair_to_string(enum config_repair r) {
+        switch (r) {
+        case REPAIR_AUTO: return "auto";
+        case REPAIR_REBIND: return "rebind";
+        case REPAIR_RELOAD: return "reload";
+        }
+        return "?";
 }
 
 /* "30", "1.5" or "500ms" → milliseconds in [min_ms, max_ms]. */
@@ -104,6 +115,25 @@ static int config_apply(struct config *c, const char *key, const char *value) {
         if (streq(key, "Time-Budget")) {
                 r = parse_duration_ms(value, 100, 3600 * 1000, &c->time_budget_ms);
                 return r < 0 ? MALFORMED("is not a duration between 0.1 and 3600 seconds") : 0;
+        }
+        if (streq(key, "Repair")) {
+                if (streq(value, "auto"))
+                        c->repair = REPAIR_AUTO;
+                else if (streq(value, "rebind"))
+                        c->repair = REPAIR_REBIND;
+                else if (streq(value, "reload"))
+                        c->repair = REPAIR_RELOAD;
+                else
+                        return MALFORMED("is not \"auto\", \"rebind\" or \"reload\"");
+                return 0;
+        }
+        if (streq(key, "Allow-Flush")) {
+                r = parse_bool(value, &c->allow_flush);
+                return r < 0 ? MALFORMED("is not a boolean") : 0;
+        }
+        if (streq(key, "Interface-Wait")) {
+                r = parse_duration_ms(value, 0, 600 * 1000, &c->interface_wait_ms);
+                return r < 0 ? MALFORMED("is not a duration between 0 and 600 seconds") : 0;
         }
         if (streq(key, "Prune-Stale-Twins")) {
                 r = parse_bool(value, &c->prune_stale_twins);

@@ -13,6 +13,12 @@ enum config_mode {
         MODE_REPORT,    /* only say what would be reloaded */
 };
 
+enum config_repair {
+        REPAIR_AUTO,   /* reload the unit when that is proven safe, else rebind in place */
+        REPAIR_REBIND, /* never touch units: rebind in place */
+        REPAIR_RELOAD, /* reload the unit, still refusing one that would delete what it does not create */
+};
+
 struct unit_map_entry {
         char *from; /* "inet filter" (a table) or "tailscaled.service" (a daemon's unit) */
         char *unit; /* the nftables unit to reload */
@@ -28,8 +34,13 @@ struct config {
         size_t n_never_touch;
         unsigned job_timeout_ms;  /* one reload job */
         unsigned time_budget_ms;  /* the whole run, from the hook's start */
+        unsigned interface_wait_ms; /* how long to wait for a daemon to create its interface again */
         bool prune_stale_twins;
+        enum config_repair repair;
+        bool allow_flush;         /* Repair "reload": reload even a unit that flushes what it does not create */
 };
+
+const char *config_repair_to_string(enum config_repair r);
 
 void config_defaults(struct config *c);
 

@@ -122,72 +122,98 @@ static void print_actions(FILE *out, const struct reconcile_result *res) {
         for (size_t i = 0; i < res->n_actions; i++) {
                 const struct action *a = &res->actions[i];
                 const struct plan_item *p = &a->plan;
-                switch (a->state) {
-                case ACTION_RELOADED:
-                        fprintf(out, "table %s %s: reloaded %s in %.2f s (%s)\n", p->family, p->table, p->unit,
-                                (double) a->result.duration_usec / 1e6, p->why);
+                fprintf(out, "table %s %s: ", p->family, p->table);
+                switch (a->reload) {
+                case RELOAD_DONE:
+                        fprintf(out, "reloaded %s in %.2f s (%s; %s)\n", p->unit,
+                                (double) a->result.duration_usec / 1e6, p->why, a->why);
+                        continue;
+                case RELOAD_SAME_UNIT:
+                        fprintf(out, "reloaded with %s\n", p->unit);
+                        continue;
+                case RELOAD_WOULD:
+                        fprintf(out, "would reload %s (%s; %s)\n", p->unit, p->why, a->why);
+                        continue;
+                case RELOAD_FAILED:
+                        fprintf(out, "reloading %s failed: %s; ", p->unit,
+                                a->result.job_result[0] ? a->result.job_result : strerror(-a->error));
                         break;
-                case ACTION_FAILED:
-                        fprintf(out, "table %s %s: reloading %s failed: %s (%s)\n", p->family, p->table, p->unit,
-                                a->result.job_result[0] ? a->result.job_result : strerror(-a->error), p->why);
-                        break;
-                case ACTION_WOULD_RELOAD:
-                        fprintf(out, "table %s %s: would reload %s (%s)\n", p->family, p->table, p->unit, p->why);
-                        if (a->warning)
-                                fprintf(out, "Warning: %s.\n", a->warning);
-                        break;
-                case ACTION_NEVER_TOUCH:
-                        fprintf(out, "table %s %s: not reloading %s: it is in Reconcile-After-Upgrade::Never-Touch\n",
-                                p->family, p->table, p->unit);
-                        break;
-                case ACTION_POLICY_FORBIDS:
-                        fprintf(out, "table %s %s: not reloading %s: policy-rc.d forbids it\n", p->family, p->table,
-                                p->unit);
-                        break;
-                case ACTION_NO_UNIT:
-                        fprintf(out, "table %s %s: %s\n", p->family, p->table, p->why);
-                        break;
-                case ACTION_SAME_UNIT:
+                case RELOAD_NONE:
                         break;
                 }
+                switch (a->rebind) {
+                case REBIND_DONE:
+                        if (a->rebound)
+                                fprintf(out, "rebound %zu stale reference(s) in place%s", a->rebound,
+                                        a->pruned ? ", " : "");
+                        if (a->pruned)
+                                fprintf(out, "deleted %zu stale leftover(s)", a->pruned);
+                        fprintf(out, "%s", a->exact ? ", read back exact" : "");
+                        break;
+                case REBIND_WOULD:
+                        if (a->rebound)
+                                fprintf(out, "would rebind %zu stale reference(s) in place%s", a->rebound,
+                                        a->pruned ? ", " : "");
+                        if (a->pruned)
+                                fprintf(out, "would delete %zu stale leftover(s)", a->pruned);
+                        break;
+                case REBIND_FAILED:
+                        fprintf(out, "rebind failed: %s", a->rebind_error ? a->rebind_error : "?");
+                        break;
+                case REBIND_NONE:
+                        fprintf(out, "nothing repaired");
+                        break;
+                }
+                if (a->kept)
+                        fprintf(out, "; %zu left as they are", a->kept);
+                fprintf(out, " (%s)\n", a->reload == RELOAD_FAILED ? "rebound instead" : a->why);
         }
 }
 
-/* A set element as nft writes it: 2, 2 . 100.64.0.1 */
-static void print_element(FILE *out, json_t *e) {
-        json_t *concat = json_object_get(e, "concat"), *part;
-        size_t i;
-        if (json_is_string(e))
-                fputs(json_string_value(e), out);
-        else if (concat)
-                json_array_foreach(concat, i, part) {
-                        fputs(i ? " . " : "", out);
-                        print_element(out, part);
-                }
+static void print_place(FILE *out, json_t *t) {
+        fprintf(out, "table %s %s: ", json_string_value(json_object_get(t, "family")),
+                json_string_value(json_object_get(t, "table")));
+        if (json_object_get(t, "chain"))
+                fprintf(out, "rule handle %lld in chain %s", (long long) json_integer_value(json_object_get(t, "handle")),
+                        json_string_value(json_object_get(t, "chain")));
         else
-                json_dumpf(e, out, JSON_COMPACT | JSON_ENCODE_ANY);
+                fprintf(out, "element holding index %lld%s%s%s in set %s",
+                        (long long) json_integer_value(json_object_get(t, "ifindex")),
+                        json_is_string(json_object_get(t, "was")) ? " (was " : "",
+                        json_string_value(json_object_get(t, "was")) ?: "",
+                        json_is_string(json_object_get(t, "was")) ? ")" : "",
+                        json_string_value(json_object_get(t, "set")));
 }
 
 static void print_leftovers(const struct context *ctx, json_t *leftovers) {
-        bool prune = ctx->config.prune_stale_twins;
         size_t k;
         json_t *t;
         json_array_foreach(leftovers, k, t) {
-                fprintf(ctx->out, "table %s %s: %s stale leftover ", json_string_value(json_object_get(t, "family")),
-                        json_string_value(json_object_get(t, "table")), prune ? "deleting" : "not deleting");
-                if (json_object_get(t, "chain"))
-                        fprintf(ctx->out, "rule handle %lld in chain %s",
-                                (long long) json_integer_value(json_object_get(t, "handle")),
-                                json_string_value(json_object_get(t, "chain")));
-                else {
-                        fputs("element ", ctx->out);
-                        print_element(ctx->out, json_object_get(t, "element"));
-                        fprintf(ctx->out, " in set %s", json_string_value(json_object_get(t, "set")));
-                }
+                bool pruned = json_is_true(json_object_get(t, "pruned"));
+                fputs(pruned ? "Deleted stale leftover " : "Not deleting stale leftover ", ctx->out);
+                print_place(ctx->out, t);
                 fputs(" (its fresh twin exists)\n", ctx->out);
         }
-        if (json_array_size(leftovers) > 0 && !prune)
+        if (json_array_size(leftovers) > 0 && !ctx->config.prune_stale_twins)
                 fprintf(ctx->out, "Reconcile-After-Upgrade::Prune-Stale-Twins is off: the leftovers stay.\n");
+}
+
+/* What was left as it was, why, and what to run. */
+static void print_not_repaired(const struct context *ctx, json_t *kept) {
+        size_t k;
+        json_t *t;
+        json_array_foreach(kept, k, t) {
+                const char *was = json_string_value(json_object_get(t, "was"));
+                fputs("Not repaired: ", ctx->out);
+                print_place(ctx->out, t);
+                fprintf(ctx->out, ": %s; ", json_string_value(json_object_get(t, "why")));
+                if (was)
+                        fprintf(ctx->out, "once %s exists again, run 'reconcile-after-upgrade'\n", was);
+                else
+                        fprintf(ctx->out, "reload what loads table %s %s (e.g. systemctl restart nftables.service)\n",
+                                json_string_value(json_object_get(t, "family")),
+                                json_string_value(json_object_get(t, "table")));
+        }
 }
 
 static int cmd_reconcile(const struct context *ctx, json_t **ret_record) {
@@ -204,6 +230,7 @@ static int cmd_reconcile(const struct context *ctx, json_t **ret_record) {
         print_notes(ctx, &res);
         if (res.record)
                 *ret_record = json_incref(res.record);
+
         if (r < 0)
                 return r;
 
@@ -215,12 +242,13 @@ static int cmd_reconcile(const struct context *ctx, json_t **ret_record) {
         if (res.stop != STOP_NONE && !res.acted)
                 return -ENOMEDIUM;
         print_actions(ctx->out, &res.res);
+        print_leftovers(ctx, res.leftovers);
+        print_not_repaired(ctx, res.not_repaired);
         if (ctx->dry_run || !res.acted)
                 return EXIT_STALE;
         if (!res.verified)
                 return -EIO;
 
-        print_leftovers(ctx, res.leftovers);
         size_t i;
         json_t *item;
         json_array_foreach(res.lost, i, item)

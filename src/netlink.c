@@ -1,7 +1,14 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* netlink.c: dumps over libmnl with a receive buffer sized for nf_tables' large messages. */
+#include <arpa/inet.h>
+#include <libnftnl/common.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <string.h>
+#include <time.h>
 
+#include "log.h"
 #include "netlink.h"
 
 /* Rule dumps send messages close to 64 KiB; a page-sized buffer would truncate them. */
@@ -58,10 +65,145 @@ int netlink_dump(struct mnl_socket *nl, struct nlmsghdr *request, mnl_cb_t cb, v
                 errno = 0;
                 int r = tap ? mnl_cb_run(buf, (size_t) n, seq, portid, tap_cb, &t)
                             : mnl_cb_run(buf, (size_t) n, seq, portid, cb, data);
+                if (r < 0)
+                        return errno > 0 ? -errno : -EBADMSG;
                 /* A plain GET is answered by one message and no NLMSG_DONE. */
                 if (r == MNL_CB_STOP || !(flags & NLM_F_DUMP))
                         return 0;
-                if (r < 0)
-                        return errno > 0 ? -errno : -EBADMSG;
         }
+}
+
+static int batch_reserve(struct nl_batch *b, size_t need) {
+        if (b->len + need <= b->allocated)
+                return 0;
+        size_t n = b->allocated ? b->allocated : 64 * 1024;
+        while (n < b->len + need)
+                n *= 2;
+        uint8_t *p = realloc(b->buf, n);
+        if (!p)
+                return -ENOMEM;
+        /* headers of finished messages were only ever written, never kept: moving the buffer is fine */
+        memset(p + b->allocated, 0, n - b->allocated);
+        b->buf = p;
+        b->allocated = n;
+        return 0;
+}
+
+int nl_batch_begin(struct nl_batch *b, uint32_t genid) {
+        *b = (struct nl_batch){.seq_begin = (uint32_t) time(NULL)};
+        if (batch_reserve(b, MNL_SOCKET_BUFFER_SIZE) < 0)
+                return -ENOMEM;
+        b->seq_next = b->seq_begin;
+        struct nlmsghdr *nlh = nftnl_batch_begin((char *) b->buf, b->seq_next++);
+        /* the kernel refuses the whole batch when the ruleset is no longer this generation */
+        mnl_attr_put_u32(nlh, NFNL_BATCH_GENID, htonl(genid));
+        b->len = NLMSG_ALIGN(nlh->nlmsg_len);
+        return 0;
+}
+
+struct nlmsghdr *nl_batch_msg(struct nl_batch *b, uint16_t type, uint8_t family, uint16_t flags, size_t payload) {
+        if (batch_reserve(b, NLMSG_ALIGN(NLMSG_HDRLEN + sizeof(struct nfgenmsg)) + payload + 64) < 0)
+                return NULL;
+        b->n_msgs++;
+        b->last_msg = b->len;
+        return nftnl_nlmsg_build_hdr((char *) b->buf + b->len, type, family, flags, b->seq_next++);
+}
+
+void nl_batch_msg_end(struct nl_batch *b, struct nlmsghdr *nlh) {
+        b->len += NLMSG_ALIGN(nlh->nlmsg_len);
+}
+
+int nl_batch_end(struct nl_batch *b) {
+        if (batch_reserve(b, MNL_SOCKET_BUFFER_SIZE) < 0)
+                return -ENOMEM;
+        /* The last change asks for an acknowledgement: the kernel answers it after every error before it, so its
+         * answer ends the wait, whether the batch was applied or not. */
+        if (b->n_msgs > 0)
+                ((struct nlmsghdr *) (b->buf + b->last_msg))->nlmsg_flags |= NLM_F_ACK;
+        struct nlmsghdr *nlh = nftnl_batch_end((char *) b->buf + b->len, b->seq_next++);
+        b->len += NLMSG_ALIGN(nlh->nlmsg_len);
+        return 0;
+}
+
+void nl_batch_done(struct nl_batch *b) {
+        free(b->buf);
+        *b = (struct nl_batch){};
+}
+
+struct batch_answer {
+        uint32_t seq_begin, seq_last;
+        int error;
+        uint32_t failed_seq;
+        char message[256]; /* the kernel's words for the error (extended ack), if it sent any */
+        bool done;
+};
+
+static int batch_answer_cb(const struct nlmsghdr *nlh, void *userdata) {
+        struct batch_answer *a = userdata;
+        if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(struct nlmsgerr))
+                return MNL_CB_OK;
+        const struct nlmsgerr *err = mnl_nlmsg_get_payload(nlh);
+        if (err->error != 0 && a->error == 0) {
+                a->error = err->error;
+                a->failed_seq = nlh->nlmsg_seq;
+                /* NETLINK_CAP_ACK: the request is not echoed; the extended ack attributes follow the header */
+                if (nlh->nlmsg_flags & NLM_F_ACK_TLVS) {
+                        const struct nlattr *attr;
+                        mnl_attr_for_each(attr, nlh, sizeof(struct nlmsgerr))
+                                if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG &&
+                                    mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) >= 0)
+                                        snprintf(a->message, sizeof(a->message), "%s", mnl_attr_get_str(attr));
+                                else if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_OFFS &&
+                                         mnl_attr_validate(attr, MNL_TYPE_U32) >= 0)
+                                        log_debug("netlink: message %u: error at byte %u", nlh->nlmsg_seq,
+                                                  mnl_attr_get_u32(attr));
+                }
+        }
+        /* the BEGIN answers only when the whole batch was refused (generation, permission) */
+        if (nlh->nlmsg_seq == a->seq_last || (nlh->nlmsg_seq == a->seq_begin && err->error != 0))
+                a->done = true;
+        return MNL_CB_OK;
+}
+
+int nl_batch_send(struct mnl_socket *nl, const struct nl_batch *b, uint32_t *ret_failed_seq, char **ret_message) {
+        int fd = mnl_socket_get_fd(nl);
+        /* One sendmsg, or the kernel sees a BEGIN without its END. Answers queue up while it works. */
+        int size = b->len > INT32_MAX / 2 ? INT32_MAX / 2 : (int) (b->len + 65536);
+        int rcv = b->n_msgs > 1024 * 1024 ? 1 << 30 : (int) (b->n_msgs * 1024 + (1 << 20));
+        (void) setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size));
+        (void) setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof(rcv));
+        int one = 1;
+        (void) setsockopt(fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof(one));
+        (void) setsockopt(fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
+
+        if (b->n_msgs == 0)
+                return 0;
+        if (mnl_socket_sendto(nl, b->buf, b->len) < 0)
+                return negative_errno();
+
+        _cleanup_free_ char *buf = malloc(NETLINK_RECV_BUFFER);
+        if (!buf)
+                return -ENOMEM;
+        struct batch_answer a = {.seq_begin = b->seq_begin, .seq_last = b->seq_next - 2};
+        while (!a.done) {
+                struct pollfd pfd = {.fd = fd, .events = POLLIN};
+                int k = poll(&pfd, 1, 30 * 1000);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        return k < 0 ? negative_errno() : -ETIMEDOUT;
+                ssize_t n = mnl_socket_recvfrom(nl, buf, NETLINK_RECV_BUFFER);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                mnl_cb_t ctl[NLMSG_MIN_TYPE] = {[NLMSG_ERROR] = batch_answer_cb};
+                (void) mnl_cb_run2(buf, (size_t) n, 0, mnl_socket_get_portid(nl), NULL, &a, ctl, NLMSG_MIN_TYPE);
+        }
+        if (a.error != 0 && ret_failed_seq)
+                *ret_failed_seq = a.failed_seq;
+        if (a.error != 0 && ret_message && a.message[0])
+                *ret_message = strdup(a.message);
+        return a.error;
 }

@@ -16,3 +16,26 @@ int netlink_open(int bus, struct mnl_socket **ret);
 /* Sends the request and runs cb on each answer until NLMSG_DONE. Returns the kernel's error, negative. */
 int netlink_dump(struct mnl_socket *nl, struct nlmsghdr *request, mnl_cb_t cb, void *data, netlink_tap_t tap,
                  void *tap_data);
+
+/* A batch of nf_tables changes being built: BEGIN (with the generation id it was computed from), the messages,
+ * END. One sendmsg: the kernel applies all of it or none. */
+struct nl_batch {
+        uint8_t *buf;
+        size_t len, allocated;
+        uint32_t seq_begin, seq_next;
+        size_t n_msgs;   /* between BEGIN and END */
+        size_t last_msg; /* offset of the last of them */
+};
+
+int nl_batch_begin(struct nl_batch *b, uint32_t genid);
+/* Room for a message whose attributes take at most payload bytes; returns its header (type NFT_MSG_*), to be
+ * filled with mnl_attr_put*() and closed with nl_batch_msg_end(). NULL on ENOMEM. */
+struct nlmsghdr *nl_batch_msg(struct nl_batch *b, uint16_t type, uint8_t family, uint16_t flags, size_t payload);
+void nl_batch_msg_end(struct nl_batch *b, struct nlmsghdr *nlh);
+int nl_batch_end(struct nl_batch *b);
+void nl_batch_done(struct nl_batch *b);
+
+/* Sends the batch and reads the kernel's answers. 0 when it was applied; else the first error (-ERESTART: the
+ * generation id did not match, nothing applied), in *ret_failed_seq the sequence number it answered and in
+ * *ret_message the kernel's words for it, when it gave any (may stay NULL). */
+int nl_batch_send(struct mnl_socket *nl, const struct nl_batch *b, uint32_t *ret_failed_seq, char **ret_message);

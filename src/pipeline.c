@@ -9,7 +9,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "pipeline.h"
-#include "twins.h"
+#include "rebind.h"
 #include "units.h"
 
 #define LOCK_TIMEOUT_MS 30000
@@ -61,6 +61,7 @@ void pipeline_result_done(struct pipeline_result *r) {
         findings_done(&r->left);
         observation_done(&r->again);
         json_decref(r->leftovers);
+        json_decref(r->not_repaired);
         json_decref(r->lost);
         json_decref(r->record);
         free(r->problem);
@@ -260,53 +261,202 @@ static void record_run(const struct pipeline_options *opt, struct pipeline_resul
                 note(res, LOG_WARNING, r, "Failed to write %s/%s: %m", opt->state_dir, failed_file);
 }
 
-/* Read again after acting; left gets what is still stale. */
-static int verify(struct pipeline_result *res) {
+/* One read of the ruleset and the links, with its diagnosis against the same baseline as the first. */
+struct reading {
+        struct observation obs;
+        struct findings found; /* points into obs */
+        bool taken;
+};
+
+static void reading_done(struct reading *r) {
+        findings_done(&r->found);
+        observation_done(&r->obs);
+}
+
+static int reading_take(struct pipeline_result *res, struct reading *ret) {
         struct run_view *v = &res->view;
         int r;
-        observation_done(&res->again);
-        findings_done(&res->left);
-        res->verified = false;
-        if ((r = links_dump(&res->again.links, NULL, NULL)) < 0 ||
-            (r = ruleset_read(&res->again.ruleset, NULL, NULL)) < 0)
+        reading_done(ret);
+        if ((r = links_dump(&ret->obs.links, NULL, NULL)) < 0 || (r = ruleset_read(&ret->obs.ruleset, NULL, NULL)) < 0)
                 return stop(res, STOP_ERROR, r, "Failed to read the ruleset again to verify: %m");
-        r = diagnose(&res->again, v->have_snapshot ? &v->before : NULL, &v->history, &res->left);
+        r = diagnose(&ret->obs, v->have_snapshot ? &v->before : NULL, &v->history, &ret->found);
         if (r < 0)
                 return stop(res, STOP_ERROR, r, "Failed to verify: %m");
-        res->verified = true;
+        ret->taken = true;
         return 0;
 }
 
-/* Leftovers of scripts that add without flushing: delete those with a fresh twin, then verify again. */
-static void prune_twins(const struct pipeline_options *opt, struct pipeline_result *res) {
-        _cleanup_(json_decrefp) json_t *twins = NULL;
-        size_t k;
-        json_t *t;
-        int r;
-
-        if (res->left.n_stale == 0)
-                return;
-        if ((r = twins_find(&res->left, &res->again.links, &twins)) < 0) {
-                note(res, LOG_WARNING, r, "Failed to look for fresh twins of the stale rules: %m");
-                return;
-        }
-        if (json_array_size(twins) == 0)
-                return;
-        json_array_foreach(twins, k, t) json_object_set_new(t, "pruned", json_false());
-        res->leftovers = json_incref(twins);
-        if (!opt->config->prune_stale_twins)
-                return;
-        if ((r = twins_prune(twins)) < 0) {
-                note(res, LOG_ERR, r, "Failed to delete the stale leftovers: %m");
-                return;
-        }
-        json_array_foreach(twins, k, t) json_object_set_new(t, "pruned", json_true());
-        (void) verify(res);
+static bool actions_any(const struct reconcile_result *res, enum reload_state state) {
+        for (size_t i = 0; i < res->n_actions; i++)
+                if (res->actions[i].reload == state)
+                        return true;
+        return false;
 }
 
-static bool res_any(const struct reconcile_result *res, enum action_state state) {
+/* The place of a stale reference, for the record: rule (chain, handle) or set element (set, index). */
+static json_t *ref_place(const struct stale_ref *s) {
+        const struct iface_ref *ref = s->ref;
+        json_t *j = json_pack("{s:s, s:s}", "family", nfproto_to_string(ref->family), "table", ref->table);
+        if (!j)
+                return NULL;
+        if (ref->chain) {
+                if (json_object_set_new(j, "chain", json_string(ref->chain)) < 0 ||
+                    json_object_set_new(j, "handle", json_integer((json_int_t) ref->handle)) < 0)
+                        return json_decref(j), NULL;
+        } else if (json_object_set_new(j, "set", json_string(ref->set)) < 0 ||
+                   json_object_set_new(j, "ifindex", json_integer(ref->ifindex)) < 0 ||
+                   json_object_set_new(j, "was", json_string_or_null(s->was)) < 0)
+                return json_decref(j), NULL;
+        return j;
+}
+
+/* What the plan did not rewrite, and why; and the leftovers it deleted (or, with pruning off, left): one entry
+ * per rule or element. */
+static int plan_lists(const struct findings *f, const struct rebind_plan *plan, json_t *kept, json_t *leftovers) {
+        for (size_t k = 0; k < f->n_stale; k++) {
+                const struct ref_fix *fix = &plan->fixes[k];
+                const struct iface_ref *ref = f->stale[k].ref;
+                json_t *list = fix->twin ? leftovers : fix->kind == FIX_KEEP ? kept : NULL;
+                if (!list)
+                        continue;
+                /* one entry per rule */
+                bool dup = false;
+                for (size_t j = 0; j < k && ref->chain && !dup; j++)
+                        dup = f->stale[j].ref->site.rule == ref->site.rule && plan->fixes[j].twin == fix->twin &&
+                              plan->fixes[j].kind == fix->kind;
+                if (dup)
+                        continue;
+                json_t *e = ref_place(&f->stale[k]);
+                if (!e)
+                        return -ENOMEM;
+                int r = fix->twin ? json_object_set_new(e, "why", json_string(ref->chain ? "a fresh copy of this rule exists in the chain"
+                                                                                         : "a fresh copy of this element exists in the set")) |
+                                            json_object_set_new(e, "pruned", json_boolean(fix->kind == FIX_PRUNE))
+                                  : json_object_set_new(e, "why", json_string(fix->why)) |
+                                            json_object_set_new(e, "ifindex", json_integer(ref->ifindex)) |
+                                            json_object_set_new(e, "was", json_string_or_null(f->stale[k].was));
+                if (r < 0 || json_array_append_new(list, e) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* Each table's share of the plan. */
+static void plan_attribute(struct reconcile_result *rr, const struct findings *f, const struct rebind_plan *plan,
+                           enum rebind_state state) {
+        for (size_t i = 0; i < rr->n_actions; i++) {
+                struct action *a = &rr->actions[i];
+                a->rebound = a->pruned = a->kept = 0;
+        }
+        for (size_t k = 0; k < f->n_stale; k++) {
+                struct action *a = reconcile_find(rr, f->stale[k].ref->family, f->stale[k].ref->table);
+                if (!a)
+                        continue;
+                switch (plan->fixes[k].kind) {
+                case FIX_REBIND: a->rebound++; break;
+                case FIX_PRUNE: a->pruned++; break;
+                case FIX_KEEP: a->kept++; break;
+                }
+                if (plan->fixes[k].kind != FIX_KEEP)
+                        a->rebind = state;
+        }
+}
+
+/* Rewrites what is still stale in one transaction against the generation it was read at; when the ruleset moved
+ * in between, reads again and plans again (bounded). Starts from *cur when it holds a reading (taken after a
+ * reload), else from the run's first one; leaves in *cur the last reading taken, if any. */
+#define REBIND_ATTEMPTS 5
+static int repair_in_place(const struct pipeline_options *opt, struct pipeline_result *res, struct reading *cur) {
+        bool pretend = opt->dry_run || opt->config->mode == MODE_REPORT;
+        struct ruleset *rs = cur->taken ? &cur->obs.ruleset : &res->view.now.ruleset;
+        const struct findings *f = cur->taken ? &cur->found : &res->view.findings;
+        int r;
+
+        for (unsigned attempt = 0;; attempt++) {
+                _cleanup_(rebind_plan_done) struct rebind_plan plan = {};
+                _cleanup_free_ char *error = NULL;
+                if (f->n_stale == 0)
+                        return 0;
+                r = rebind_plan(rs, f, opt->config->prune_stale_twins, &plan);
+                if (r == -EAGAIN && attempt + 1 < REBIND_ATTEMPTS) {
+                        if ((r = reading_take(res, cur)) < 0)
+                                return r;
+                        rs = &cur->obs.ruleset, f = &cur->found;
+                        continue;
+                }
+                if (r < 0)
+                        return stop(res, STOP_ERROR, r, "Failed to plan the rebind: %m");
+
+                json_decref(res->not_repaired);
+                json_decref(res->leftovers);
+                res->not_repaired = json_array();
+                res->leftovers = json_array();
+                if (!res->not_repaired || !res->leftovers || plan_lists(f, &plan, res->not_repaired, res->leftovers) < 0)
+                        return stop(res, STOP_ERROR, ENOMEM, "Out of memory.");
+                plan_attribute(&res->res, f, &plan, pretend ? REBIND_WOULD : REBIND_DONE);
+                if (pretend || plan.n_rebind + plan.n_prune == 0)
+                        return 0;
+
+                r = rebind_commit(rs, &plan, &error);
+                if (r == -ERESTART && attempt + 1 < REBIND_ATTEMPTS) {
+                        log_debug("rebind: the ruleset changed since it was read (generation %u); reading again",
+                                  plan.genid);
+                        if ((r = reading_take(res, cur)) < 0)
+                                return r;
+                        rs = &cur->obs.ruleset, f = &cur->found;
+                        continue;
+                }
+                res->acted = true;
+                if (r < 0) {
+                        plan_attribute(&res->res, f, &plan, REBIND_FAILED);
+                        for (size_t i = 0; i < res->res.n_actions; i++) {
+                                struct action *a = &res->res.actions[i];
+                                if (a->rebind == REBIND_FAILED && !a->rebind_error &&
+                                    asprintf(&a->rebind_error, "%s%s%s",
+                                             r == -ERESTART ? "the ruleset kept changing" : strerror(-r),
+                                             error ? ": " : "", error ? error : "") < 0)
+                                        a->rebind_error = NULL;
+                        }
+                        return reading_take(res, cur);
+                }
+
+                /* The proof: the same rules and elements read back, the index aside. */
+                _cleanup_(reading_done) struct reading after = {};
+                if ((r = reading_take(res, &after)) < 0)
+                        return r;
+                /* What we touched is compared whatever else changed since; a difference is ours only when nothing
+                 * else was committed in between (then it is a failure), else it is unproven, not failed. */
+                _cleanup_free_ char *difference = NULL;
+                bool others = after.obs.ruleset.genid != plan.genid + 1;
+                r = rebind_verify(rs, &plan, &after.obs.ruleset, &difference);
+                for (size_t i = 0; i < res->res.n_actions; i++) {
+                        struct action *a = &res->res.actions[i];
+                        if (a->rebind != REBIND_DONE)
+                                continue;
+                        a->exact = r >= 0;
+                        if (r >= 0)
+                                continue;
+                        if (others)
+                                note(res, LOG_WARNING, 0, "table %s %s: rebound, but not proven exact: the ruleset was "
+                                     "changed by another program before it could be read back (%s).",
+                                     a->plan.family, a->plan.table, difference ? difference : strerror(-r));
+                        else {
+                                a->rebind = REBIND_FAILED;
+                                if (asprintf(&a->rebind_error, "read back: %s",
+                                             difference ? difference : strerror(-r)) < 0)
+                                        a->rebind_error = NULL;
+                        }
+                }
+                reading_done(cur);
+                *cur = after;
+                after = (struct reading){};
+                return 0;
+        }
+}
+
+static bool rebind_any(const struct reconcile_result *res, enum rebind_state state) {
         for (size_t i = 0; i < res->n_actions; i++)
-                if (res->actions[i].state == state)
+                if (res->actions[i].rebind == state)
                         return true;
         return false;
 }
@@ -315,6 +465,8 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
         _cleanup_(package_changes_done) struct package_changes changes = {};
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
         _cleanup_(json_decrefp) json_t *packages = NULL;
+        _cleanup_(reading_done) struct reading cur = {};
+        const char *why_no_units = NULL;
         struct timespec start;
         int r;
 
@@ -332,21 +484,18 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
         if (found->n_stale == 0)
                 return 0;
 
+        /* Units are for reloading and for naming packages; without them the references are rebound in place. */
         if (systemd_running() < 0)
-                r = stop(res, STOP_NO_SYSTEMD, ENOMEDIUM,
-                         "%zu stale interface references, but systemd is not running here (chroot?): nothing "
-                         "reloaded.", found->n_stale);
-        else if ((r = units_bus_open(&bus)) < 0)
-                r = stop(res, STOP_NO_BUS, r,
-                         "%zu stale interface references, but the system bus is unreachable: %m; nothing reloaded.",
-                         found->n_stale);
-        else if (act_system_stopping(bus) > 0)
-                r = stop(res, STOP_SHUTTING_DOWN, ESHUTDOWN,
-                         "%zu stale interface references, but the system is shutting down: nothing reloaded.",
-                         found->n_stale);
-        else if ((r = act_subscribe(bus)) < 0)
-                r = stop(res, STOP_NO_BUS, r, "Failed to subscribe to systemd's job signals: %m");
-        if (r < 0) {
+                why_no_units = "systemd is not running here";
+        else if ((r = units_bus_open(&bus)) < 0 || (r = act_subscribe(bus)) < 0) {
+                note(res, LOG_WARNING, r, "The system bus did not answer (%m): no unit is reloaded, the rules are "
+                                          "rebound in place.");
+                why_no_units = "the system bus did not answer";
+                bus = sd_bus_flush_close_unref(bus);
+        } else if (act_system_stopping(bus) > 0) {
+                stop(res, STOP_SHUTTING_DOWN, ESHUTDOWN,
+                     "%zu stale interface references, but the system is shutting down: nothing reloaded.",
+                     found->n_stale);
                 if (!opt->dry_run) {
                         in.outcome = OUTCOME_STALE;
                         record_run(opt, res, &in, &start);
@@ -356,32 +505,38 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
 
         struct reconcile_options ro = {.config = opt->config, .dry_run = opt->dry_run,
                                        .policy_rc_d = opt->policy_rc_d ? opt->policy_rc_d : "/usr/sbin/policy-rc.d",
-                                       .ruleset = &res->view.now.ruleset};
-        r = reconcile_plan_and_act(bus, &ro, found, &res->res);
+                                       .ruleset = &res->view.now.ruleset, .why_no_units = why_no_units};
+        r = reconcile_plan(bus, &ro, found, &res->res);
         if (r < 0)
                 return stop(res, STOP_ERROR, r, "Failed to plan: %m");
+        reconcile_reload(bus, &ro, &res->res);
+        res->acted = actions_any(&res->res, RELOAD_DONE) || actions_any(&res->res, RELOAD_FAILED);
+
+        /* What a reload left stale (leftovers beside their fresh twins, a table whose reload failed) and every
+         * table not reloaded: rebound in place, from a fresh reading when a reload changed the ruleset. */
+        if (res->acted && (r = reading_take(res, &cur)) < 0)
+                return 0;
+        r = repair_in_place(opt, res, &cur);
         if (opt->dry_run)
                 return 0;
 
         in.res = &res->res;
         in.packages = packages = describe_packages(bus, found, &changes);
-
-        res->acted = res_any(&res->res, ACTION_RELOADED) || res_any(&res->res, ACTION_FAILED);
-        bool failed = res_any(&res->res, ACTION_FAILED);
-        if (!res->acted) {
-                in.outcome = OUTCOME_STALE;
+        in.leftovers = json_array_size(res->leftovers) ? res->leftovers : NULL;
+        in.not_repaired = json_array_size(res->not_repaired) ? res->not_repaired : NULL;
+        if (r < 0 || !res->acted) {
+                in.outcome = r < 0 && res->acted ? OUTCOME_FAILED : OUTCOME_STALE;
                 record_run(opt, res, &in, &start);
                 return 0;
         }
 
-        /* Verify: whatever is still stale is said. The first observation stays: the findings point into it. */
-        if ((r = verify(res)) < 0) {
-                in.outcome = OUTCOME_FAILED;
-                record_run(opt, res, &in, &start);
+        /* The last reading is the verdict (a rebind that had nothing to send took none: nothing changed). */
+        if (!cur.taken && (r = reading_take(res, &cur)) < 0)
                 return 0;
-        }
-        prune_twins(opt, res);
-        in.leftovers = res->leftovers;
+        res->again = cur.obs;
+        res->left = cur.found;
+        cur = (struct reading){};
+        res->verified = true;
 
         res->lost = ruleset_lost(&res->view.now.ruleset, &res->again.ruleset);
         if (!res->lost)
@@ -396,10 +551,10 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
                 note(res, LOG_WARNING, r, "Failed to write %s/%s: %m", opt->run_dir, SNAPSHOT_FILE);
 
         in.left = &res->left;
-        in.outcome = failed                          ? OUTCOME_FAILED
-                     : json_array_size(res->lost)    ? OUTCOME_DEGRADED
-                     : res->left.n_stale             ? OUTCOME_STALE
-                                                     : OUTCOME_FIXED;
+        in.outcome = rebind_any(&res->res, REBIND_FAILED)                                  ? OUTCOME_FAILED
+                     : json_array_size(res->lost)                                          ? OUTCOME_DEGRADED
+                     : res->left.n_stale                                                   ? OUTCOME_STALE
+                                                                                           : OUTCOME_FIXED;
         record_run(opt, res, &in, &start);
         return 0;
 }

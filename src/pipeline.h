@@ -63,9 +63,10 @@ struct pipeline_result {
         struct reconcile_result res;   /* per table: the plan and what came of it */
         struct observation again;      /* the last read after acting */
         struct findings left;          /* stale after acting (points into again) */
-        bool acted;                    /* something was changed (a reload ran) */
+        bool acted;                    /* something was changed (a reload ran, a rebind was sent) */
         bool verified;                 /* again/left hold a read taken after acting */
         json_t *leftovers;             /* stale leftovers beside fresh twins, each {"pruned": bool}; or NULL */
+        json_t *not_repaired;          /* stale references left as they were, each with "why"; or NULL */
         json_t *lost;                  /* tables/chains a reload took with it; or NULL */
         json_t *record;                /* what was recorded (history, journal, summary); NULL if nothing */
         enum record_outcome outcome;   /* meaningful when record != NULL */

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "ruleset.h"
 
 enum dep_kind {
         DEP_WANTS,
@@ -25,7 +26,9 @@ struct unit_info {
         const char *name;
         const char *active_state;
         char **deps[_DEP_MAX];
-        char **exec;     /* ExecStart= and ExecReload= command lines, argv joined by spaces */
+        char **exec;        /* ExecStartPre=, ExecStart=, ExecStartPost= command lines, argv joined by spaces */
+        char **exec_reload; /* ExecReload= */
+        char **exec_stop;   /* ExecStop=, ExecStopPost= */
         bool can_reload;
 };
 
@@ -40,7 +43,7 @@ enum plan_reason {
         PLAN_CONFIG_TABLE,  /* Table-Unit:: */
         PLAN_CONFIG_DAEMON, /* Daemon-Unit:: */
         PLAN_DEPENDENCY,    /* a unit that depends on the daemon and runs nft */
-        PLAN_NFTABLES,      /* nftables.service, active */
+        PLAN_SCOPE,         /* a unit whose configuration creates the table */
         PLAN_NONE,
 };
 
@@ -60,15 +63,29 @@ void plan_item_done(struct plan_item *item);
 /* Whether a command line runs nft, directly, through a shell, or through a script that does. */
 bool exec_runs_nft(const char *command_line, const char *script_root);
 
-/* What reloading a unit does to the rest of the ruleset: whether its configuration flushes the whole ruleset, and
- * the tables it defines. Read from its Exec lines and the files they name (scripts, nft -f files, includes),
- * followed two levels deep. */
+/* What the job that reloads a unit would run (ExecReload= of an active unit that can reload, else ExecStop= and
+ * the start lines), read from those lines and the files they name (scripts, nft -f files, includes): the tables
+ * and chains it creates, those it deletes or flushes, and whether it flushes the whole ruleset. */
 struct unit_scope {
         bool flushes_ruleset;
-        char **tables; /* "inet filter", NULL-terminated; NULL when none */
+        char *opaque;    /* why it could not be read whole ("nft -f $CONF"); NULL when it could */
+        char **tables;   /* created: "inet filter" */
         size_t n_tables;
+        char **chains;   /* created: "inet filter forward" */
+        size_t n_chains;
+        char **deleted;  /* deleted or flushed: "table inet filter", "chain inet filter forward" */
+        size_t n_deleted;
+        char **words;    /* every word it contains, sorted: whether it names an interface */
+        size_t n_words;
 };
 
 int plan_unit_scope(const struct unit_info *u, const char *script_root, struct unit_scope *ret);
 bool unit_scope_defines(const struct unit_scope *scope, const char *family, const char *table);
 void unit_scope_done(struct unit_scope *scope);
+
+/* The proof a reload needs: the job creates the stale table, names the interfaces its stale references were
+ * (names, NULL-terminated, may be empty: not known), and would delete or flush no table or chain of rs that it
+ * does not create itself, and nothing it runs is out of sight. Returns true when proven; *ret_why says why, or
+ * why not, in words for the report and the record. */
+bool plan_reload_is_safe(const struct unit_scope *scope, const char *family, const char *table,
+                         const char *const *names, const struct ruleset *rs, char **ret_why);

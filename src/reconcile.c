@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
-/* reconcile.c: findings → plan (per table) → act (per unit, once). */
+/* reconcile.c: findings → per table, the unit (plan.c) and whether reloading it is proven safe → reloads. */
 #include <string.h>
 #include <systemd/sd-bus.h>
 
@@ -8,15 +8,33 @@
 #include "reconcile.h"
 #include "units.h"
 
-static const char *const action_state_table[] = {
-        [ACTION_RELOADED] = "reloaded",         [ACTION_FAILED] = "failed",
-        [ACTION_WOULD_RELOAD] = "would-reload", [ACTION_NEVER_TOUCH] = "never-touch",
-        [ACTION_POLICY_FORBIDS] = "policy-rc.d-forbids", [ACTION_NO_UNIT] = "no-unit",
-        [ACTION_SAME_UNIT] = "same-unit",
+static const char *const table_repair_table[] = {
+        [TABLE_RELOAD] = "reload",
+        [TABLE_REBIND] = "rebind",
 };
 
-const char *action_state_to_string(enum action_state s) {
-        return s < ELEMENTSOF(action_state_table) ? action_state_table[s] : "?";
+const char *table_repair_to_string(enum table_repair r) {
+        return r < ELEMENTSOF(table_repair_table) ? table_repair_table[r] : "?";
+}
+
+static const char *const reload_state_table[] = {
+        [RELOAD_NONE] = "none",     [RELOAD_DONE] = "reloaded",       [RELOAD_FAILED] = "failed",
+        [RELOAD_WOULD] = "would-reload", [RELOAD_SAME_UNIT] = "same-unit",
+};
+
+const char *reload_state_to_string(enum reload_state s) {
+        return s < ELEMENTSOF(reload_state_table) ? reload_state_table[s] : "?";
+}
+
+static const char *const rebind_state_table[] = {
+        [REBIND_NONE] = "none",
+        [REBIND_DONE] = "rebound",
+        [REBIND_WOULD] = "would-rebind",
+        [REBIND_FAILED] = "failed",
+};
+
+const char *rebind_state_to_string(enum rebind_state s) {
+        return s < ELEMENTSOF(rebind_state_table) ? rebind_state_table[s] : "?";
 }
 
 struct unit_facts_list {
@@ -49,11 +67,14 @@ static int gather_units(sd_bus *bus, struct unit_facts_list *ret) {
         return 0;
 }
 
-/* The daemon units behind a table's stale references: the owners of the interfaces they were. */
-static int table_daemons(const struct findings *f, uint8_t family, const char *table, const char ***ret) {
-        const char **daemons = calloc(f->n_ifaces + 1, sizeof(char *));
-        size_t n = 0;
-        if (!daemons)
+/* The daemon units behind a table's stale references (the owners of the interfaces they were), and those
+ * interfaces' names: what a reload must re-create. */
+static int table_context(const struct findings *f, uint8_t family, const char *table, const char ***ret_daemons,
+                         const char ***ret_names) {
+        _cleanup_free_ const char **daemons = calloc(f->n_ifaces + 1, sizeof(char *));
+        _cleanup_free_ const char **names = calloc(f->n_stale + 1, sizeof(char *));
+        size_t n = 0, m = 0;
+        if (!daemons || !names)
                 return -ENOMEM;
         for (size_t i = 0; i < f->n_ifaces; i++) {
                 const struct iface_finding *iface = &f->ifaces[i];
@@ -68,80 +89,90 @@ static int table_daemons(const struct findings *f, uint8_t family, const char *t
                 if (used)
                         daemons[n++] = iface->owner->unit;
         }
-        *ret = daemons;
+        for (size_t k = 0; k < f->n_stale; k++) {
+                const struct stale_ref *s = &f->stale[k];
+                bool dup = !s->was[0] || s->ref->family != family || !streq(s->ref->table, table);
+                for (size_t j = 0; j < m && !dup; j++)
+                        dup = streq(names[j], s->was);
+                if (!dup)
+                        names[m++] = s->was;
+        }
+        *ret_daemons = TAKE_PTR(daemons);
+        *ret_names = TAKE_PTR(names);
         return 0;
 }
 
-/* A configuration that begins with "flush ruleset" deletes every table, also those other daemons created for
- * themselves (tailscale's ts-* chains) and that it does not define again: say so before anything is touched. */
-static int flush_warning(const struct unit_info *u, const struct ruleset *rs, char **ret) {
+_printf_(2, 3) static void why_set(struct action *a, const char *format, ...) {
+        va_list ap;
+        free(a->why);
+        va_start(ap, format);
+        if (vasprintf(&a->why, format, ap) < 0)
+                a->why = NULL;
+        va_end(ap);
+}
+
+/* Whether this table's unit may be reloaded, and if not, why the table is rebound instead. */
+static void decide(const struct reconcile_options *opt, const struct unit_info *u, const char *const *names,
+                   struct action *a) {
+        const struct config *c = opt->config;
+        a->repair = TABLE_REBIND;
+        if (c->repair == REPAIR_REBIND)
+                return why_set(a, "Reconcile-After-Upgrade::Repair is \"rebind\"");
+        if (opt->why_no_units)
+                return why_set(a, "%s", opt->why_no_units);
+        if (!a->plan.unit)
+                return why_set(a, "no unit is known to load it");
+        if (a->plan.never_touch)
+                return why_set(a, "%s is in Reconcile-After-Upgrade::Never-Touch", a->plan.unit);
+        if (!u)
+                return why_set(a, "%s is not loaded", a->plan.unit);
+
         _cleanup_(unit_scope_done) struct unit_scope scope = {};
-        char *buf = NULL;
-        size_t len = 0, n = 0;
-        int r;
-
-        *ret = NULL;
-        if (!rs || (r = plan_unit_scope(u, NULL, &scope)) < 0 || !scope.flushes_ruleset)
-                return 0; /* unreadable configuration: no warning rather than a wrong one */
-        FILE *f = open_memstream(&buf, &len);
-        if (!f)
-                return -ENOMEM;
-        fprintf(f, "reloading %s flushes the whole ruleset and would delete", u->name);
-        for (size_t i = 0; i < rs->n_tables; i++) {
-                const char *family = nfproto_to_string(rs->tables[i].family);
-                if (unit_scope_defines(&scope, family, rs->tables[i].table))
-                        continue;
-                fprintf(f, "%s table %s %s", n++ ? "," : "", family, rs->tables[i].table);
+        _cleanup_free_ char *proof = NULL;
+        bool safe = plan_unit_scope(u, NULL, &scope) >= 0 &&
+                    plan_reload_is_safe(&scope, a->plan.family, a->plan.table, names, opt->ruleset, &proof);
+        if (safe || (c->repair == REPAIR_RELOAD && c->allow_flush)) {
+                a->repair = TABLE_RELOAD;
+                if (safe)
+                        return why_set(a, "%s", proof ? proof : "proven safe");
+                return why_set(a, "Allow-Flush is on, although %s", proof ? proof : "it is not proven safe");
         }
-        fputs(", which its configuration does not create again", f);
-        if (fclose(f) != 0)
-                return -ENOMEM;
-        if (n == 0) {
-                free(buf);
-                return 0;
-        }
-        *ret = buf;
-        return 0;
+        why_set(a, "not reloading %s: %s", a->plan.unit, proof ? proof : "its configuration could not be read");
 }
 
-int reconcile_plan_and_act(sd_bus *bus, const struct reconcile_options *opt, const struct findings *f,
-                           struct reconcile_result *ret) {
+int reconcile_plan(sd_bus *bus, const struct reconcile_options *opt, const struct findings *f,
+                   struct reconcile_result *ret) {
         _cleanup_(unit_facts_list_done) struct unit_facts_list units = {};
         struct reconcile_result res = {};
         int r;
 
-        r = gather_units(bus, &units);
-        if (r < 0)
-                return log_error_errno(r, "Failed to list systemd units: %m");
+        if (bus && (r = gather_units(bus, &units)) < 0)
+                return r;
         _cleanup_free_ struct unit_info *infos = calloc(units.n ? units.n : 1, sizeof(struct unit_info));
-        if (!infos)
-                return log_oom();
+        res.actions = calloc(f->n_stale ? f->n_stale : 1, sizeof(struct action));
+        if (!infos || !res.actions) {
+                free(res.actions);
+                return -ENOMEM;
+        }
         for (size_t i = 0; i < units.n; i++)
                 infos[i] = units.facts[i].info;
 
-        res.actions = calloc(f->n_stale ? f->n_stale : 1, sizeof(struct action));
-        if (!res.actions)
-                return log_oom();
-
         for (size_t k = 0; k < f->n_stale; k++) {
                 const struct iface_ref *ref = f->stale[k].ref;
-                bool seen = false;
-                for (size_t j = 0; j < k && !seen; j++)
-                        seen = f->stale[j].ref->family == ref->family && streq(f->stale[j].ref->table, ref->table);
-                if (seen)
+                if (reconcile_find(&res, ref->family, ref->table))
                         continue;
 
-                _cleanup_free_ const char **daemons = NULL;
-                if ((r = table_daemons(f, ref->family, ref->table, &daemons)) < 0) {
+                _cleanup_free_ const char **daemons = NULL, **names = NULL;
+                if ((r = table_context(f, ref->family, ref->table, &daemons, &names)) < 0) {
                         reconcile_result_done(&res);
-                        return log_oom();
+                        return r;
                 }
                 struct plan_request req = {.family = nfproto_to_string(ref->family), .table = ref->table,
                                            .daemon_units = daemons};
                 struct action *a = &res.actions[res.n_actions];
                 if ((r = plan_table(opt->config, infos, units.n, &req, NULL, &a->plan)) < 0) {
                         reconcile_result_done(&res);
-                        return log_oom();
+                        return r;
                 }
                 res.n_actions++;
 
@@ -149,33 +180,10 @@ int reconcile_plan_and_act(sd_bus *bus, const struct reconcile_options *opt, con
                 for (size_t i = 0; a->plan.unit && i < units.n; i++)
                         if (streq(infos[i].name, a->plan.unit))
                                 u = &infos[i];
-
-                if (!a->plan.unit)
-                        a->state = ACTION_NO_UNIT;
-                else if (a->plan.never_touch)
-                        a->state = ACTION_NEVER_TOUCH;
-                else if (opt->dry_run || opt->config->mode == MODE_REPORT) {
-                        a->state = ACTION_WOULD_RELOAD;
-                        if (u && (r = flush_warning(u, opt->ruleset, &a->warning)) < 0) {
-                                reconcile_result_done(&res);
-                                return log_oom();
-                        }
-                }
-                else {
-                        /* Each unit at most once per run, whatever the number of its tables. */
-                        for (size_t j = 0; j + 1 < res.n_actions; j++)
-                                if (streq_ptr(res.actions[j].plan.unit, a->plan.unit))
-                                        a->state = ACTION_SAME_UNIT, seen = true;
-                        if (seen)
-                                continue;
-                        if (act_policy_allows(opt->policy_rc_d, a->plan.unit, "restart") == -EPERM) {
-                                a->state = ACTION_POLICY_FORBIDS;
-                                continue;
-                        }
-                        r = act_reload_unit(bus, a->plan.unit, u ? u->can_reload : false,
-                                            (uint64_t) opt->config->job_timeout_ms * 1000, &a->result);
-                        a->state = r < 0 ? ACTION_FAILED : ACTION_RELOADED;
-                        a->error = r;
+                decide(opt, u, names, a);
+                if (!a->why) {
+                        reconcile_result_done(&res);
+                        return -ENOMEM;
                 }
         }
 
@@ -183,10 +191,54 @@ int reconcile_plan_and_act(sd_bus *bus, const struct reconcile_options *opt, con
         return 0;
 }
 
+void reconcile_reload(sd_bus *bus, const struct reconcile_options *opt, struct reconcile_result *res) {
+        for (size_t i = 0; i < res->n_actions; i++) {
+                struct action *a = &res->actions[i];
+                if (a->repair != TABLE_RELOAD)
+                        continue;
+                if (opt->dry_run || opt->config->mode == MODE_REPORT) {
+                        a->reload = RELOAD_WOULD;
+                        continue;
+                }
+                /* Each unit at most once per run, whatever the number of its tables. */
+                bool same = false;
+                for (size_t j = 0; j < i && !same; j++)
+                        same = res->actions[j].reload == RELOAD_DONE &&
+                               streq_ptr(res->actions[j].plan.unit, a->plan.unit);
+                if (same) {
+                        a->reload = RELOAD_SAME_UNIT;
+                        continue;
+                }
+                if (act_policy_allows(opt->policy_rc_d, a->plan.unit, "restart") == -EPERM) {
+                        a->repair = TABLE_REBIND;
+                        why_set(a, "policy-rc.d forbids restarting %s", a->plan.unit);
+                        continue;
+                }
+                const struct unit_info *u = NULL;
+                (void) u;
+                int r = act_reload_unit(bus, a->plan.unit, true, (uint64_t) opt->config->job_timeout_ms * 1000,
+                                        &a->result);
+                a->reload = r < 0 ? RELOAD_FAILED : RELOAD_DONE;
+                a->error = r;
+                /* a reload that fails leaves the table to the rebind */
+                if (r < 0)
+                        a->repair = TABLE_REBIND;
+        }
+}
+
+struct action *reconcile_find(struct reconcile_result *res, uint8_t family, const char *table) {
+        const char *f = nfproto_to_string(family);
+        for (size_t i = 0; i < res->n_actions; i++)
+                if (streq(res->actions[i].plan.family, f) && streq(res->actions[i].plan.table, table))
+                        return &res->actions[i];
+        return NULL;
+}
+
 void reconcile_result_done(struct reconcile_result *r) {
         for (size_t i = 0; i < r->n_actions; i++) {
                 plan_item_done(&r->actions[i].plan);
-                free(r->actions[i].warning);
+                free(r->actions[i].why);
+                free(r->actions[i].rebind_error);
         }
         free(r->actions);
         *r = (struct reconcile_result){};

@@ -39,6 +39,44 @@ static json_t *stale_list(const struct findings *f) {
         return a;
 }
 
+/* The state a table ended in, in one word: what was done to it, or what would have been. */
+static const char *action_state(const struct action *a) {
+        if (a->rebind == REBIND_FAILED)
+                return "failed";
+        if (a->rebind == REBIND_DONE)
+                return "rebound";
+        if (a->reload == RELOAD_DONE || a->reload == RELOAD_SAME_UNIT)
+                return reload_state_to_string(a->reload);
+        if (a->reload == RELOAD_FAILED)
+                return "failed";
+        if (a->reload == RELOAD_WOULD)
+                return "would-reload";
+        if (a->rebind == REBIND_WOULD)
+                return "would-rebind";
+        return "stale";
+}
+
+static json_t *action_to_json(const struct action *a) {
+        json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:s?, s:s}", "family", a->plan.family, "table", a->plan.table,
+                              "unit", a->plan.unit, "unit_why", a->plan.why, "repair", table_repair_to_string(a->repair),
+                              "why", a->why, "state", action_state(a));
+        if (!j)
+                return NULL;
+        if (a->reload != RELOAD_NONE &&
+            json_object_set_new(j, "reload", json_pack("{s:s, s:s?, s:f}", "state", reload_state_to_string(a->reload),
+                                                       "job_result", a->result.job_result[0] ? a->result.job_result : NULL,
+                                                       "seconds", (double) a->result.duration_usec / 1e6)) < 0)
+                return json_decref(j), NULL;
+        if ((a->rebind != REBIND_NONE || a->kept) &&
+            json_object_set_new(j, "rebind", json_pack("{s:s, s:I, s:I, s:I, s:b, s:s?}", "state",
+                                                       rebind_state_to_string(a->rebind), "rebound",
+                                                       (json_int_t) a->rebound, "pruned", (json_int_t) a->pruned,
+                                                       "kept", (json_int_t) a->kept, "exact", a->exact, "error",
+                                                       a->rebind_error)) < 0)
+                return json_decref(j), NULL;
+        return j;
+}
+
 json_t *record_build(const struct record_input *in) {
         const struct findings *found = in->found, *left = in->left;
         const struct reconcile_result *res = in->res;
@@ -59,26 +97,21 @@ json_t *record_build(const struct record_input *in) {
                         return NULL;
         }
         for (size_t k = 0; res && k < res->n_actions; k++) {
-                const struct action *a = &res->actions[k];
-                if (a->state == ACTION_SAME_UNIT)
-                        continue;
-                if (json_array_append_new(
-                            actions, json_pack("{s:s, s:s, s:s?, s:s, s:s, s:s?, s:f, s:s?}", "family",
-                                               a->plan.family, "table", a->plan.table, "unit", a->plan.unit, "why",
-                                               a->plan.why, "state", action_state_to_string(a->state), "job_result",
-                                               a->result.job_result[0] ? a->result.job_result : NULL, "seconds",
-                                               (double) a->result.duration_usec / 1e6, "warning", a->warning)) < 0)
+                json_t *j = action_to_json(&res->actions[k]);
+                if (!j || json_array_append_new(actions, j) < 0)
                         return NULL;
         }
 
-        return json_pack("{s:I, s:s?, s:s, s:o, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?, s:O?, s:f, s:f}", "time",
-                         (json_int_t) in->time, "via", in->via, "outcome", record_outcome_to_string(in->outcome),
-                         "packages", in->packages ? json_incref(in->packages) : json_array(), "restarted_units",
+        return json_pack("{s:I, s:s?, s:s, s:o, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?, s:O?, s:O?, s:f, s:f}",
+                         "time", (json_int_t) in->time, "via", in->via, "outcome",
+                         record_outcome_to_string(in->outcome), "packages",
+                         in->packages ? json_incref(in->packages) : json_array(), "restarted_units",
                          TAKE_PTR(restarted), "interfaces", TAKE_PTR(ifaces), "stale_found",
                          (json_int_t) found->n_stale, "stale", stale_list(found), "actions", TAKE_PTR(actions),
                          "stale_left", (json_int_t) (left ? left->n_stale : found->n_stale), "stale_left_list",
                          left && left->n_stale ? stale_list(left) : NULL, "collateral_loss", in->lost, "leftovers",
-                         in->leftovers, "seconds", in->seconds, "finished", in->finished);
+                         in->leftovers, "not_repaired", in->not_repaired, "seconds", in->seconds, "finished",
+                         in->finished);
 }
 
 /* "a b c" from an array of strings, or of objects' field. */
@@ -94,6 +127,62 @@ static char *join(json_t *array, const char *field, const char *field2) {
                 const char *s = field ? json_string_value(json_object_get(v, field)) : json_string_value(v);
                 const char *s2 = field2 ? json_string_value(json_object_get(v, field2)) : NULL;
                 fprintf(f, "%s%s%s%s", i ? " " : "", s ? s : "-", s2 ? ":" : "", s2 ? s2 : "");
+        }
+        fclose(f);
+        return buf;
+}
+
+/* "nftables-local.service:reloaded": the units the run reloaded (or tried to). */
+static char *reloaded_units(json_t *actions) {
+        char *buf = NULL;
+        size_t len = 0, i, n = 0;
+        json_t *a;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return NULL;
+        json_array_foreach(actions, i, a) {
+                json_t *reload = json_object_get(a, "reload");
+                if (!reload)
+                        continue;
+                fprintf(f, "%s%s:%s", n++ ? " " : "", json_string_value(json_object_get(a, "unit")),
+                        json_string_value(json_object_get(reload, "state")));
+        }
+        fclose(f);
+        return buf;
+}
+
+/* "inet filter: reloaded nftables-local.service, ip nat: rebound 2": each table's repair. */
+static char *repairs_line(json_t *actions) {
+        char *buf = NULL;
+        size_t len = 0, i;
+        json_t *a;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return NULL;
+        json_array_foreach(actions, i, a) {
+                const char *state = json_string_value(json_object_get(a, "state"));
+                json_t *rebind = json_object_get(a, "rebind"), *reload = json_object_get(a, "reload");
+                fprintf(f, "%stable %s %s: ", i ? ", " : "", json_string_value(json_object_get(a, "family")),
+                        json_string_value(json_object_get(a, "table")));
+                if (reload && streq_ptr(json_string_value(json_object_get(reload, "state")), "failed"))
+                        fprintf(f, "reloading %s FAILED (%s), ", json_string_value(json_object_get(a, "unit")),
+                                json_string_value(json_object_get(reload, "job_result")) ?: "error");
+                if (streq_ptr(state, "reloaded") || streq_ptr(state, "same-unit"))
+                        fprintf(f, "reloaded %s", json_string_value(json_object_get(a, "unit")));
+                else if (streq_ptr(state, "would-reload"))
+                        fprintf(f, "would reload %s", json_string_value(json_object_get(a, "unit")));
+                else if (rebind && (streq_ptr(state, "rebound") || streq_ptr(state, "would-rebind"))) {
+                        json_int_t rebound = json_integer_value(json_object_get(rebind, "rebound"));
+                        json_int_t pruned = json_integer_value(json_object_get(rebind, "pruned"));
+                        fprintf(f, "%s %lld in place", streq_ptr(state, "rebound") ? "rebound" : "would rebind",
+                                (long long) rebound);
+                        if (pruned)
+                                fprintf(f, ", %s %lld leftover(s)", streq_ptr(state, "rebound") ? "deleted" : "would delete",
+                                        (long long) pruned);
+                } else if (streq_ptr(state, "failed"))
+                        fprintf(f, "rebind FAILED (%s)", json_string_value(json_object_get(rebind, "error")) ?: "error");
+                else
+                        fprintf(f, "not repaired (%s)", json_string_value(json_object_get(a, "why")) ?: "?");
         }
         fclose(f);
         return buf;
@@ -123,7 +212,8 @@ static void record_journal(json_t *rec) {
         const char *outcome = json_string_value(json_object_get(rec, "outcome"));
         json_int_t found = json_integer_value(json_object_get(rec, "stale_found"));
         json_int_t left = json_integer_value(json_object_get(rec, "stale_left"));
-        _cleanup_free_ char *units = join(json_object_get(rec, "actions"), "unit", "state");
+        _cleanup_free_ char *units = reloaded_units(json_object_get(rec, "actions"));
+        _cleanup_free_ char *repairs = repairs_line(json_object_get(rec, "actions"));
         _cleanup_free_ char *restarted = join(json_object_get(rec, "restarted_units"), NULL, NULL);
         _cleanup_free_ char *ifaces = NULL;
         {
@@ -149,11 +239,12 @@ static void record_journal(json_t *rec) {
         int priority = streq_ptr(outcome, "failed") ? LOG_ERR : streq_ptr(outcome, "fixed") ? LOG_INFO : LOG_WARNING;
 
         int r = sd_journal_send("MESSAGE=reconcile-after-upgrade: %s: %lld stale interface reference(s) found, %lld "
-                                "left; units: %s",
-                                outcome, (long long) found, (long long) left, units && *units ? units : "none",
+                                "left; %s",
+                                outcome, (long long) found, (long long) left, repairs && *repairs ? repairs : "no repair",
                                 "MESSAGE_ID=" RECORD_MESSAGE_ID, "PRIORITY=%i", priority, "RAU_OUTCOME=%s", outcome,
                                 "RAU_STALE_FOUND=%lld", (long long) found, "RAU_STALE_LEFT=%lld", (long long) left,
-                                "RAU_UNITS_RELOADED=%s", units ? units : "", "RAU_PACKAGES=%s",
+                                "RAU_UNITS_RELOADED=%s", units ? units : "", "RAU_REPAIRS=%s", repairs ? repairs : "",
+                                "RAU_PACKAGES=%s",
                                 packages ? packages : "", "RAU_RESTARTED_UNITS=%s",
                                 restarted ? restarted : "", "RAU_INTERFACES=%s", ifaces ? ifaces : "",
                                 "RAU_RECORD=%s", json ? json : "", NULL);
@@ -199,7 +290,7 @@ int record_show_history(const char *state_dir, bool json, FILE *out) {
                 fputs(text, out);
                 return 0;
         }
-        fprintf(out, "%-20s %-8s %5s %4s  %s\n", "TIME", "OUTCOME", "FOUND", "LEFT", "UNITS");
+        fprintf(out, "%-20s %-8s %5s %4s  %s\n", "TIME", "OUTCOME", "FOUND", "LEFT", "REPAIRS");
         for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
                 _cleanup_(json_decrefp) json_t *rec = json_loads(line, 0, NULL);
                 if (!rec) {
@@ -209,7 +300,7 @@ int record_show_history(const char *state_dir, bool json, FILE *out) {
                 time_t t = (time_t) json_integer_value(json_object_get(rec, "time"));
                 char when[32];
                 strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
-                _cleanup_free_ char *units = join(json_object_get(rec, "actions"), "unit", "state");
+                _cleanup_free_ char *units = repairs_line(json_object_get(rec, "actions"));
                 fprintf(out, "%-20s %-8s %5lld %4lld  %s\n", when,
                         json_string_value(json_object_get(rec, "outcome")) ?: "?",
                         (long long) json_integer_value(json_object_get(rec, "stale_found")),
@@ -221,6 +312,7 @@ int record_show_history(const char *state_dir, bool json, FILE *out) {
 
 char *record_one_line(json_t *rec) {
         const char *outcome = json_string_value(json_object_get(rec, "outcome"));
+        json_t *ifaces = json_object_get(rec, "interfaces"), *actions = json_object_get(rec, "actions");
         char *buf = NULL;
         size_t len = 0, i;
         json_t *v;
@@ -229,31 +321,21 @@ char *record_one_line(json_t *rec) {
                 return NULL;
 
         fputs("reconcile-after-upgrade: ", f);
-        json_array_foreach(json_object_get(rec, "interfaces"), i, v)
+        json_array_foreach(ifaces, i, v)
                 fprintf(f, "%s%s %s", i ? ", " : "", json_string_value(json_object_get(v, "name")),
                         json_string_value(json_object_get(v, "change")));
+        /* no interface known (no snapshot, no history): say where the stale rules are */
+        if (json_array_size(ifaces) == 0)
+                json_array_foreach(actions, i, v)
+                        fprintf(f, "%stable %s %s", i ? ", " : "", json_string_value(json_object_get(v, "family")),
+                                json_string_value(json_object_get(v, "table")));
         _cleanup_free_ char *packages = packages_line(json_object_get(rec, "packages"));
         if (packages && *packages)
                 fprintf(f, " by %s", packages);
         fprintf(f, "; %lld stale rule reference(s)", (long long) json_integer_value(json_object_get(rec, "stale_found")));
-
-        bool first = true;
-        json_array_foreach(json_object_get(rec, "actions"), i, v) {
-                const char *state = json_string_value(json_object_get(v, "state"));
-                const char *unit = json_string_value(json_object_get(v, "unit"));
-                const char *job = json_string_value(json_object_get(v, "job_result"));
-                fputs(first ? "; " : ", ", f);
-                first = false;
-                if (streq_ptr(state, "reloaded"))
-                        fprintf(f, "reloaded %s", unit);
-                else if (streq_ptr(state, "failed"))
-                        fprintf(f, "reloading %s FAILED (%s)", unit, job ?: "error");
-                else if (streq_ptr(state, "no-unit"))
-                        fprintf(f, "no unit loads table %s %s", json_string_value(json_object_get(v, "family")),
-                                json_string_value(json_object_get(v, "table")));
-                else
-                        fprintf(f, "%s not reloaded (%s)", unit ?: "?", state);
-        }
+        _cleanup_free_ char *repairs = repairs_line(actions);
+        if (repairs && *repairs)
+                fprintf(f, "; %s", repairs);
 
         json_int_t left = json_integer_value(json_object_get(rec, "stale_left"));
         if (streq_ptr(outcome, "fixed"))

@@ -15,7 +15,7 @@
 enum record_outcome {
         OUTCOME_FIXED,    /* every stale reference resolved after the reloads */
         OUTCOME_STALE,    /* stale references remain (nothing could be reloaded, or report mode) */
-        OUTCOME_FAILED,   /* a reload job failed */
+        OUTCOME_FAILED,   /* a repair failed: the kernel refused the rebind, or it did not read back exactly */
         OUTCOME_DRY_RUN,
         OUTCOME_DEGRADED, /* fixed or not, a reload wiped tables or chains that others had created */
 };
@@ -30,6 +30,7 @@ struct record_input {
         const struct reconcile_result *res; /* NULL when nothing was planned */
         const struct findings *left;        /* after verifying; NULL when nothing was acted on */
         json_t *lost, *leftovers, *packages; /* each may be NULL */
+        json_t *not_repaired;                /* stale references left as they were, with why; may be NULL */
         double seconds;                      /* from the start of the run to the verdict */
         double finished;                     /* when the verdict was reached: seconds since the epoch, to the µs */
 };

@@ -536,7 +536,8 @@ static int scan_rule(struct scan *scan, const struct nlmsghdr *nlh) {
                 return -ENOMEM;
         struct rule_msg *m = &rs->rules[rs->n_rule_msgs];
         *m = (struct rule_msg){.family = w.id.family, .handle = w.id.handle, .table = strdup(w.id.table),
-                               .chain = strdup(w.id.chain)};
+                               .chain = strdup(w.id.chain),
+                               .chain_index = chain ? (size_t) (chain - rs->chains) : SIZE_MAX};
         if (!m->table || !m->chain || blob_copy(&m->msg, nlh, nlh->nlmsg_len) < 0) {
                 free(m->table);
                 free(m->chain);
@@ -695,13 +696,15 @@ static int elem_add(struct ifindex_set *s, const struct nlattr *list_elem) {
         return 0;
 }
 
-static int scan_set_elems(struct scan *scan, const struct nlmsghdr *nlh) {
-        const struct nlattr *a, *elements = NULL;
-        const char *table = NULL, *name = NULL;
-
+/* A NEWSETELEM message: which set (family, table, name) and its list of elements. */
+static int set_elems_header(const struct nlmsghdr *nlh, uint8_t *ret_family, const char **ret_table,
+                            const char **ret_name, const struct nlattr **ret_elements) {
+        const struct nlattr *a;
+        *ret_table = *ret_name = NULL;
+        *ret_elements = NULL;
         if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(struct nfgenmsg))
                 return -EBADMSG;
-        const struct nfgenmsg *nfg = mnl_nlmsg_get_payload(nlh);
+        *ret_family = ((const struct nfgenmsg *) mnl_nlmsg_get_payload(nlh))->nfgen_family;
         mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
                 if (mnl_attr_validate(a, MNL_TYPE_UNSPEC) < 0)
                         return -EBADMSG;
@@ -709,24 +712,25 @@ static int scan_set_elems(struct scan *scan, const struct nlmsghdr *nlh) {
                 case NFTA_SET_ELEM_LIST_TABLE:
                         if (mnl_attr_validate(a, MNL_TYPE_NUL_STRING) < 0)
                                 return -EBADMSG;
-                        table = mnl_attr_get_str(a);
+                        *ret_table = mnl_attr_get_str(a);
                         break;
                 case NFTA_SET_ELEM_LIST_SET:
                         if (mnl_attr_validate(a, MNL_TYPE_NUL_STRING) < 0)
                                 return -EBADMSG;
-                        name = mnl_attr_get_str(a);
+                        *ret_name = mnl_attr_get_str(a);
                         break;
                 case NFTA_SET_ELEM_LIST_ELEMENTS:
-                        elements = a;
+                        *ret_elements = a;
                         break;
                 }
         }
-        if (!table || !name)
-                return -EBADMSG;
-        struct ifindex_set *s = set_find(scan, nfg->nfgen_family, table, name);
-        if (!s || !elements)
-                return 0;
+        return *ret_table && *ret_name ? 0 : -EBADMSG;
+}
 
+static int elems_add_all(struct ifindex_set *s, const struct nlattr *elements) {
+        const struct nlattr *a;
+        if (!elements)
+                return 0;
         mnl_attr_for_each_nested(a, elements) {
                 if (mnl_attr_get_type(a) != NFTA_LIST_ELEM)
                         continue;
@@ -735,6 +739,17 @@ static int scan_set_elems(struct scan *scan, const struct nlmsghdr *nlh) {
                         return r;
         }
         return 0;
+}
+
+static int scan_set_elems(struct scan *scan, const struct nlmsghdr *nlh) {
+        const struct nlattr *elements;
+        const char *table, *name;
+        uint8_t family;
+        int r = set_elems_header(nlh, &family, &table, &name, &elements);
+        if (r < 0)
+                return r;
+        struct ifindex_set *s = set_find(scan, family, table, name);
+        return s ? elems_add_all(s, elements) : 0;
 }
 
 /* ---- tables and chains ---- */
@@ -966,6 +981,177 @@ int ruleset_read(struct ruleset *ret, ruleset_tap_t tap, void *tap_data) {
                 log_debug("ruleset: changed while it was read, reading again");
         }
         return -EAGAIN;
+}
+
+/* ---- anonymous sets a rewritten rule needs ---- */
+
+static const struct ifindex_set *set_lookup(const struct ruleset *rs, uint8_t family, const char *table,
+                                            const char *name) {
+        for (size_t i = 0; i < rs->n_ifindex_sets; i++)
+                if (rs->sets[i].family == family && streq(rs->sets[i].table, table) && streq(rs->sets[i].name, name))
+                        return &rs->sets[i];
+        return NULL;
+}
+
+struct companion_ctx {
+        struct ruleset *rs;
+        struct ifindex_set *set;
+        uint32_t genid;
+        int error;
+};
+
+static int companion_set_cb(const struct nlmsghdr *nlh, void *userdata) {
+        struct companion_ctx *c = userdata;
+        struct ifindex_set *s = c->set;
+        const struct nlattr *a;
+        if (NFNL_MSG_TYPE(nlh->nlmsg_type) != NFT_MSG_NEWSET)
+                return MNL_CB_OK;
+        mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+                if (mnl_attr_get_type(a) == NFTA_SET_FLAGS && mnl_attr_validate(a, MNL_TYPE_U32) >= 0)
+                        s->flags = ntohl(mnl_attr_get_u32(a));
+                else if (mnl_attr_get_type(a) == NFTA_SET_KEY_LEN && mnl_attr_validate(a, MNL_TYPE_U32) >= 0)
+                        s->key_len = ntohl(mnl_attr_get_u32(a));
+        }
+        s->big_endian = s->flags & NFT_SET_INTERVAL;
+        if (blob_copy(&s->msg, nlh, nlh->nlmsg_len) < 0) {
+                c->error = -ENOMEM;
+                return MNL_CB_ERROR;
+        }
+        return MNL_CB_OK;
+}
+
+static int companion_elems_cb(const struct nlmsghdr *nlh, void *userdata) {
+        struct companion_ctx *c = userdata;
+        const struct nlattr *elements;
+        const char *table, *name;
+        uint8_t family;
+        if (NFNL_MSG_TYPE(nlh->nlmsg_type) != NFT_MSG_NEWSETELEM)
+                return MNL_CB_OK;
+        if ((c->error = set_elems_header(nlh, &family, &table, &name, &elements)) < 0 ||
+            (c->error = elems_add_all(c->set, elements)) < 0)
+                return MNL_CB_ERROR;
+        return MNL_CB_OK;
+}
+
+static int companion_gen_cb(const struct nlmsghdr *nlh, void *userdata) {
+        struct companion_ctx *c = userdata;
+        _cleanup_(nftnl_gen_freep) struct nftnl_gen *gen = nftnl_gen_alloc();
+        if (!gen || nftnl_gen_nlmsg_parse(nlh, gen) < 0)
+                return MNL_CB_ERROR;
+        c->genid = nftnl_gen_get_u32(gen, NFTNL_GEN_ID);
+        return MNL_CB_OK;
+}
+
+static int companion_fetch(struct mnl_socket *nl, struct ruleset *rs, uint8_t family, const char *table,
+                           const char *name) {
+        char buf[MNL_SOCKET_BUFFER_SIZE];
+        _cleanup_(nftnl_set_freep) struct nftnl_set *req = nftnl_set_alloc();
+        if (!req || GROW(rs->sets, rs->allocated_ifindex_sets, rs->n_ifindex_sets + 1) < 0)
+                return -ENOMEM;
+        struct ifindex_set *s = &rs->sets[rs->n_ifindex_sets];
+        *s = (struct ifindex_set){.family = family, .table = strdup(table), .name = strdup(name)};
+        struct companion_ctx c = {.rs = rs, .set = s};
+        if (!s->table || !s->name) {
+                ifindex_set_done(s);
+                return -ENOMEM;
+        }
+        nftnl_set_set_str(req, NFTNL_SET_TABLE, table);
+        nftnl_set_set_str(req, NFTNL_SET_NAME, name);
+
+        struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSET, family, 0, (uint32_t) time(NULL));
+        nftnl_set_nlmsg_build_payload(nlh, req);
+        int r = netlink_dump(nl, nlh, companion_set_cb, &c, NULL, NULL);
+        if (r >= 0 && c.error >= 0 && s->msg.data) {
+                nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, family, NLM_F_DUMP, (uint32_t) time(NULL));
+                nftnl_set_elems_nlmsg_build_payload(nlh, req);
+                r = netlink_dump(nl, nlh, companion_elems_cb, &c, NULL, NULL);
+        }
+        if (r >= 0 && c.error < 0)
+                r = c.error;
+        if (r >= 0 && !s->msg.data)
+                r = -ENOENT;
+        if (r < 0) {
+                ifindex_set_done(s);
+                return r;
+        }
+        rs->n_ifindex_sets++;
+        return 0;
+}
+
+/* The sets a rule names by "__set…"/"__map…" (nft's anonymous sets): lookups, object maps. */
+static int rule_anonymous_sets(const struct rule_msg *m, int (*fn)(const char *name, void *userdata),
+                               void *userdata) {
+        const struct nlmsghdr *nlh = (const struct nlmsghdr *) m->msg.data;
+        const struct nlattr *a, *e, *x;
+        mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+                if (mnl_attr_get_type(a) != NFTA_RULE_EXPRESSIONS)
+                        continue;
+                mnl_attr_for_each_nested(e, a) mnl_attr_for_each_nested(x, e) {
+                        if (mnl_attr_get_type(x) != NFTA_EXPR_DATA)
+                                continue;
+                        const struct nlattr *y;
+                        mnl_attr_for_each_nested(y, x) {
+                                /* NFTA_LOOKUP_SET and NFTA_OBJREF_SET_NAME: the only set names a rule carries
+                                 * that nft makes anonymous */
+                                if (mnl_attr_validate(y, MNL_TYPE_NUL_STRING) < 0)
+                                        continue;
+                                const char *name = mnl_attr_get_str(y);
+                                if (strncmp(name, "__set", 5) != 0 && strncmp(name, "__map", 5) != 0)
+                                        continue;
+                                int r = fn(name, userdata);
+                                if (r < 0)
+                                        return r;
+                        }
+                }
+        }
+        return 0;
+}
+
+struct fetch_walk {
+        struct mnl_socket *nl;
+        struct ruleset *rs;
+        const struct rule_msg *rule;
+};
+
+static int missing_one(const char *name, void *userdata) {
+        const struct fetch_walk *w = userdata;
+        return set_lookup(w->rs, w->rule->family, w->rule->table, name) ? 0 : -ENOENT;
+}
+
+static int fetch_one(const char *name, void *userdata) {
+        struct fetch_walk *w = userdata;
+        if (set_lookup(w->rs, w->rule->family, w->rule->table, name))
+                return 0;
+        int r = companion_fetch(w->nl, w->rs, w->rule->family, w->rule->table, name);
+        /* a string that only looks like a set name, or gone since: the generation check below tells */
+        return r == -ENOENT ? 0 : r;
+}
+
+int ruleset_fetch_anonymous(struct ruleset *rs, const bool *chains) {
+        _cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
+        char buf[MNL_SOCKET_BUFFER_SIZE];
+        int r = netlink_open(NETLINK_NETFILTER, &nl);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < rs->n_rule_msgs; i++) {
+                const struct rule_msg *m = &rs->rules[i];
+                if (m->chain_index == SIZE_MAX || !chains[m->chain_index])
+                        continue;
+                struct fetch_walk w = {.nl = nl, .rs = rs, .rule = m};
+                if ((r = rule_anonymous_sets(m, fetch_one, &w)) < 0)
+                        return r;
+        }
+        /* read at the generation of the rest, or not at all */
+        struct companion_ctx c = {};
+        struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETGEN, AF_UNSPEC, 0, (uint32_t) time(NULL));
+        if ((r = netlink_dump(nl, nlh, companion_gen_cb, &c, NULL, NULL)) < 0)
+                return r;
+        return c.genid == rs->genid ? 0 : -EAGAIN;
+}
+
+bool ruleset_has_anonymous_sets(const struct ruleset *rs, size_t rule) {
+        struct fetch_walk w = {.rs = (struct ruleset *) rs, .rule = &rs->rules[rule]};
+        return rule_anonymous_sets(&rs->rules[rule], missing_one, &w) == 0;
 }
 
 int ruleset_parse_messages(const void *buf, size_t size, struct ruleset *ret) {

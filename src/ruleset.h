@@ -71,6 +71,7 @@ struct rule_msg {
         uint8_t family;
         char *table, *chain;
         uint64_t handle;
+        size_t chain_index; /* into ruleset.chains; SIZE_MAX if its chain was not seen */
         struct nl_blob msg;
 };
 
@@ -122,6 +123,13 @@ typedef void (*ruleset_tap_t)(const struct nlmsghdr *nlh, void *userdata);
 
 /* Reads the ruleset of the current network namespace. Retries when the ruleset changes while it is dumped. */
 int ruleset_read(struct ruleset *ret, ruleset_tap_t tap, void *tap_data);
+
+/* Adds to rs->sets the anonymous sets the index-holding rules of the chains marked in chains (by ruleset.chains
+ * index) look up, with their elements: a rule sent again must send them again too (an anonymous set belongs to
+ * one rule). -EAGAIN when the ruleset is no longer rs->genid. */
+int ruleset_fetch_anonymous(struct ruleset *rs, const bool *chains);
+/* Whether every anonymous set that rule looks up is in rs->sets. */
+bool ruleset_has_anonymous_sets(const struct ruleset *rs, size_t rule);
 
 /* Parses a recorded sequence of nf_tables netlink messages, as ruleset_read() receives them. */
 int ruleset_parse_messages(const void *buf, size_t size, struct ruleset *ret);

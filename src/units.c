@@ -144,7 +144,7 @@ static int get_strv(sd_bus *bus, const char *path, const char *iface, const char
         return r;
 }
 
-/* ExecStart/ExecReload: a(sasbttttuii); we keep argv joined by spaces, which is what the planner reads. */
+/* ExecStart= and the others: a(sasbttttuii); we keep argv joined by spaces, which is what the planner reads. */
 static int get_exec(sd_bus *bus, const char *path, const char *property, char ***list, size_t *n) {
         _cleanup_(sd_bus_message_unrefp) sd_bus_message *reply = NULL;
         sd_bus_error error = SD_BUS_ERROR_NULL;
@@ -204,7 +204,7 @@ int units_get_facts(sd_bus *bus, const char *name, struct unit_facts *ret) {
         _cleanup_free_ char *path = NULL;
         _cleanup_(unit_facts_done) struct unit_facts f = {};
         sd_bus_error error = SD_BUS_ERROR_NULL;
-        size_t n_exec = 0;
+        size_t n_start = 0, n_reload = 0, n_stop = 0;
         int r, can_reload = 0;
 
         if ((r = unit_path(name, &path)) < 0)
@@ -222,10 +222,14 @@ int units_get_facts(sd_bus *bus, const char *name, struct unit_facts *ret) {
         sd_bus_error_free(&error);
         if (r < 0)
                 return r;
-        /* Only services have Exec properties. */
+        /* Only services have Exec properties: what a start, a reload and a stop run. */
         if (strlen(name) > 8 && streq(name + strlen(name) - 8, ".service") &&
-            ((r = get_exec(bus, path, "ExecStart", &f.info.exec, &n_exec)) < 0 ||
-             (r = get_exec(bus, path, "ExecReload", &f.info.exec, &n_exec)) < 0))
+            ((r = get_exec(bus, path, "ExecStartPre", &f.info.exec, &n_start)) < 0 ||
+             (r = get_exec(bus, path, "ExecStart", &f.info.exec, &n_start)) < 0 ||
+             (r = get_exec(bus, path, "ExecStartPost", &f.info.exec, &n_start)) < 0 ||
+             (r = get_exec(bus, path, "ExecReload", &f.info.exec_reload, &n_reload)) < 0 ||
+             (r = get_exec(bus, path, "ExecStop", &f.info.exec_stop, &n_stop)) < 0 ||
+             (r = get_exec(bus, path, "ExecStopPost", &f.info.exec_stop, &n_stop)) < 0))
                 return r;
 
         f.info.name = f.name;
@@ -240,6 +244,8 @@ void unit_facts_done(struct unit_facts *f) {
         for (enum dep_kind k = 0; k < _DEP_MAX; k++)
                 strv_free(f->info.deps[k]);
         strv_free(f->info.exec);
+        strv_free(f->info.exec_reload);
+        strv_free(f->info.exec_stop);
         free(f->name);
         free(f->active_state);
         *f = (struct unit_facts){};
