@@ -169,6 +169,8 @@ int reconcile_plan(sd_bus *bus, const struct reconcile_options *opt, const struc
                 }
                 struct plan_request req = {.family = nfproto_to_string(ref->family), .table = ref->table,
                                            .daemon_units = daemons};
+                log_debug("reconcile: table %s %s: %zu units loaded, daemon %s", req.family, req.table, units.n,
+                          daemons[0] ? daemons[0] : "unknown");
                 struct action *a = &res.actions[res.n_actions];
                 if ((r = plan_table(opt->config, infos, units.n, &req, NULL, &a->plan)) < 0) {
                         reconcile_result_done(&res);
