@@ -2,6 +2,7 @@
 /* links.c: RTM_GETLINK dump through libmnl, parsed into struct link. */
 #include <libmnl/libmnl.h>
 #include <linux/if_link.h>
+#include <poll.h>
 #include <linux/rtnetlink.h>
 #include <string.h>
 #include <time.h>
@@ -130,4 +131,97 @@ const struct link *links_by_name(const struct link_table *table, const char *nam
 void link_table_done(struct link_table *table) {
         free(table->links);
         *table = (struct link_table){};
+}
+
+struct wait_state {
+        const char *const *names;
+        bool *present;
+        size_t n, missing;
+};
+
+static void wait_note(struct wait_state *w, const char *name, bool exists) {
+        for (size_t i = 0; i < w->n; i++) {
+                if (!streq(w->names[i], name) || w->present[i] == exists)
+                        continue;
+                w->present[i] = exists;
+                if (exists)
+                        w->missing--;
+                else
+                        w->missing++;
+        }
+}
+
+static int wait_msg_cb(const struct nlmsghdr *nlh, void *data) {
+        struct wait_state *w = data;
+        struct link_table one = {};
+        if (nlh->nlmsg_type != RTM_NEWLINK && nlh->nlmsg_type != RTM_DELLINK)
+                return MNL_CB_OK;
+        if (nlh->nlmsg_type == RTM_NEWLINK) {
+                if (links_parse_msg(&one, nlh) >= 0 && one.n_links == 1)
+                        wait_note(w, one.links[0].name, true);
+        } else {
+                struct link_attrs a = {};
+                if (nlh->nlmsg_len >= mnl_nlmsg_size(sizeof(struct ifinfomsg)) &&
+                    mnl_attr_parse(nlh, sizeof(struct ifinfomsg), link_attr_cb, &a) >= 0 && a.name)
+                        wait_note(w, mnl_attr_get_str(a.name), false);
+        }
+        link_table_done(&one);
+        return MNL_CB_OK;
+}
+
+static uint64_t now_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+int links_wait_for(const char *const *names, size_t n, uint64_t timeout_usec) {
+        _cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
+        _cleanup_(link_table_done) struct link_table now = {};
+        _cleanup_free_ bool *present = calloc(n + 1, sizeof(bool));
+        _cleanup_free_ char *buf = malloc(MNL_SOCKET_BUFFER_SIZE);
+        struct wait_state w = {.names = names, .present = present, .n = n, .missing = n};
+        uint64_t deadline = now_usec() + timeout_usec;
+        int r;
+
+        if (!present || !buf)
+                return -ENOMEM;
+        /* Subscribe first, then look: an interface created in between is seen either way. */
+        nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (!nl)
+                return negative_errno();
+        if (mnl_socket_bind(nl, RTMGRP_LINK, MNL_SOCKET_AUTOPID) < 0)
+                return negative_errno();
+        if ((r = links_dump(&now, NULL, NULL)) < 0)
+                return r;
+        for (size_t i = 0; i < now.n_links; i++)
+                wait_note(&w, now.links[i].name, true);
+
+        while (w.missing > 0) {
+                uint64_t t = now_usec();
+                if (t >= deadline)
+                        return -ETIMEDOUT;
+                struct pollfd pfd = {.fd = mnl_socket_get_fd(nl), .events = POLLIN};
+                int k = poll(&pfd, 1, (int) ((deadline - t + 999) / 1000));
+                if (k < 0 && errno != EINTR)
+                        return negative_errno();
+                if (k <= 0)
+                        continue;
+                ssize_t len = mnl_socket_recvfrom(nl, buf, MNL_SOCKET_BUFFER_SIZE);
+                if (len < 0) {
+                        if (errno == EAGAIN || errno == EINTR)
+                                continue;
+                        /* ENOBUFS: events were lost; look again */
+                        if (errno != ENOBUFS)
+                                return negative_errno();
+                        link_table_done(&now);
+                        if ((r = links_dump(&now, NULL, NULL)) < 0)
+                                return r;
+                        for (size_t i = 0; i < now.n_links; i++)
+                                wait_note(&w, now.links[i].name, true);
+                        continue;
+                }
+                (void) mnl_cb_run(buf, (size_t) len, 0, 0, wait_msg_cb, &w);
+        }
+        return 0;
 }

@@ -30,6 +30,10 @@ int links_dump(struct link_table *ret, void (*tap)(const struct nlmsghdr *nlh, v
 int links_parse_msg(struct link_table *table, const struct nlmsghdr *nlh);
 void links_finish(struct link_table *table);
 
+/* Waits on an rtnetlink subscription (no polling) until an interface of each name exists, at most timeout_usec.
+ * 0 when they all do, -ETIMEDOUT when one still does not. */
+int links_wait_for(const char *const *names, size_t n, uint64_t timeout_usec);
+
 const struct link *links_by_index(const struct link_table *table, uint32_t ifindex);
 const struct link *links_by_name(const struct link_table *table, const char *name);
 

@@ -68,7 +68,11 @@ static void print_notes(const struct context *ctx, const struct pipeline_result 
 }
 
 static struct pipeline_options pipeline_options(const struct context *ctx) {
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
         return (struct pipeline_options){
+                .deadline_usec = (uint64_t) now.tv_sec * 1000000 + (uint64_t) now.tv_nsec / 1000 +
+                                 (uint64_t) ctx->config.time_budget_ms * 1000,
                 .run_dir = ctx->run_dir,
                 .state_dir = ctx->state_dir,
                 .config = &ctx->config,

@@ -62,6 +62,7 @@ void pipeline_result_done(struct pipeline_result *r) {
         observation_done(&r->again);
         json_decref(r->leftovers);
         json_decref(r->not_repaired);
+        json_decref(r->waited);
         json_decref(r->lost);
         json_decref(r->record);
         free(r->problem);
@@ -247,6 +248,7 @@ static void record_run(const struct pipeline_options *opt, struct pipeline_resul
         struct timespec wall;
         clock_gettime(CLOCK_REALTIME, &wall);
         in->via = opt->via;
+        in->waited = res->waited;
         in->seconds = seconds_since(start);
         in->finished = (double) wall.tv_sec + (double) (wall.tv_nsec / 1000) / 1e6;
         res->outcome = in->outcome;
@@ -461,6 +463,67 @@ static bool rebind_any(const struct reconcile_result *res, enum rebind_state sta
         return false;
 }
 
+static uint64_t monotonic_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+/* A stale reference's interface is missing while the unit that owned it (per the snapshot) is (re)starting: real
+ * VPN daemons (Type=simple) create it a moment after their unit started, so a dpkg trigger can run in between.
+ * Wait for it on rtnetlink, bounded by Interface-Wait and the run's deadline. One whose owner is stopped is not
+ * waited for. Returns 1 when it waited (the caller looks again), 0 when there was nothing to wait for. */
+static int wait_for_interfaces(const struct pipeline_options *opt, struct pipeline_result *res, sd_bus *bus) {
+        const struct findings *f = &res->view.findings;
+        const struct snapshot *before = res->view.have_snapshot ? &res->view.before : NULL;
+        _cleanup_free_ const char **names = calloc(f->n_ifaces + 1, sizeof(char *));
+        size_t n = 0;
+
+        if (!names || !bus || !before)
+                return 0;
+        for (size_t i = 0; i < f->n_ifaces; i++) {
+                const struct iface_finding *iface = &f->ifaces[i];
+                if (iface->change != IFACE_VANISHED || iface->n_stale == 0 || !iface->owner || !iface->owner->unit)
+                        continue;
+                _cleanup_(unit_invocations_done) struct unit_invocations now = {};
+                const char *const pattern[] = {iface->owner->unit, NULL};
+                if (units_list_invocations(bus, pattern, &now) < 0 || now.n_units != 1)
+                        continue;
+                const struct unit_invocation *u = &now.units[0];
+                bool restarted = false;
+                for (size_t k = 0; k < before->units.n_units; k++)
+                        if (streq(before->units.units[k].name, u->name))
+                                restarted = !streq(before->units.units[k].invocation_id, u->invocation_id);
+                bool starting = streq(u->active_state, "active") || streq(u->active_state, "activating") ||
+                                streq(u->active_state, "reloading");
+                log_debug("wait: %s is missing; %s is %s%s", iface->name, u->name, u->active_state,
+                          restarted ? ", restarted since the snapshot" : "");
+                if (starting || restarted)
+                        names[n++] = iface->name;
+        }
+        if (n == 0)
+                return 0;
+
+        uint64_t start = monotonic_usec(), timeout = (uint64_t) opt->config->interface_wait_ms * 1000;
+        /* leave a second of the budget for the repair itself */
+        if (opt->deadline_usec)
+                timeout = opt->deadline_usec > start + 1000000 ? MIN(timeout, opt->deadline_usec - start - 1000000) : 0;
+        int r = links_wait_for(names, n, timeout);
+        double seconds = (double) (monotonic_usec() - start) / 1e6;
+        json_t *list = json_array();
+        for (size_t i = 0; list && i < n; i++)
+                json_array_append_new(list, json_string(names[i]));
+        res->waited = json_pack("{s:o?, s:f, s:b}", "interfaces", list, "seconds", seconds, "came_back", r >= 0);
+        if (r == -ETIMEDOUT)
+                note(res, LOG_WARNING, 0, "%s%s did not come back within %.1f s (Reconcile-After-Upgrade::Interface-Wait).",
+                     names[0], n > 1 ? " and others" : "", (double) timeout / 1e6);
+        else if (r < 0)
+                note(res, LOG_WARNING, r, "Failed to wait for %s: %m", names[0]);
+        else
+                log_debug("wait: %zu interface(s) back after %.3f s", n, seconds);
+        return 1;
+}
+
 static int do_reconcile(const struct pipeline_options *opt, struct pipeline_result *res, uint64_t now) {
         _cleanup_(package_changes_done) struct package_changes changes = {};
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -501,6 +564,17 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
                         record_run(opt, res, &in, &start);
                 }
                 return 0;
+        }
+
+        /* An interface mid-restart: wait, then look again. */
+        if (wait_for_interfaces(opt, res, bus) > 0) {
+                run_view_done(&res->view);
+                if ((r = view_load(opt, res, now)) < 0)
+                        return r;
+                found = &res->view.findings;
+                in.found = found;
+                if (found->n_stale == 0)
+                        return 0;
         }
 
         struct reconcile_options ro = {.config = opt->config, .dry_run = opt->dry_run,

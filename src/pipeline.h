@@ -24,6 +24,7 @@ struct pipeline_options {
         bool lazy_owners;        /* read TUN owners and units only when something is stale (hooks: most runs
                                   * find nothing) */
         const char *policy_rc_d; /* NULL: /usr/sbin/policy-rc.d */
+        uint64_t deadline_usec;  /* CLOCK_MONOTONIC: waits end before it (the time budget); 0: no deadline */
 };
 
 /* One run's view: what is now, what was (snapshot, history), and the diagnosis. */
@@ -69,6 +70,8 @@ struct pipeline_result {
         json_t *not_repaired;          /* stale references left as they were, each with "why"; or NULL */
         json_t *lost;                  /* tables/chains a reload took with it; or NULL */
         json_t *record;                /* what was recorded (history, journal, summary); NULL if nothing */
+        json_t *waited;                /* {"interfaces": [...], "seconds": s, "came_back": bool}: the wait for
+                                        * interfaces whose daemon was (re)starting; NULL when none */
         enum record_outcome outcome;   /* meaningful when record != NULL */
         enum pipeline_stop stop;
         char *problem;                 /* one line, when the run stopped short */

@@ -70,7 +70,7 @@ static int gather_units(sd_bus *bus, struct unit_facts_list *ret) {
 /* The daemon units behind a table's stale references (the owners of the interfaces they were), and those
  * interfaces' names: what a reload must re-create. */
 static int table_context(const struct findings *f, uint8_t family, const char *table, const char ***ret_daemons,
-                         const char ***ret_names) {
+                         const char ***ret_names, const char **ret_missing) {
         _cleanup_free_ const char **daemons = calloc(f->n_ifaces + 1, sizeof(char *));
         _cleanup_free_ const char **names = calloc(f->n_stale + 1, sizeof(char *));
         size_t n = 0, m = 0;
@@ -89,8 +89,11 @@ static int table_context(const struct findings *f, uint8_t family, const char *t
                 if (used)
                         daemons[n++] = iface->owner->unit;
         }
+        *ret_missing = NULL;
         for (size_t k = 0; k < f->n_stale; k++) {
                 const struct stale_ref *s = &f->stale[k];
+                if (s->was[0] && s->now < 0 && s->ref->family == family && streq(s->ref->table, table))
+                        *ret_missing = s->was;
                 bool dup = !s->was[0] || s->ref->family != family || !streq(s->ref->table, table);
                 for (size_t j = 0; j < m && !dup; j++)
                         dup = streq(names[j], s->was);
@@ -113,7 +116,7 @@ _printf_(2, 3) static void why_set(struct action *a, const char *format, ...) {
 
 /* Whether this table's unit may be reloaded, and if not, why the table is rebound instead. */
 static void decide(const struct reconcile_options *opt, const struct unit_info *u, const char *const *names,
-                   struct action *a) {
+                   const char *missing, struct action *a) {
         const struct config *c = opt->config;
         a->repair = TABLE_REBIND;
         if (c->repair == REPAIR_REBIND)
@@ -126,6 +129,9 @@ static void decide(const struct reconcile_options *opt, const struct unit_info *
                 return why_set(a, "%s is in Reconcile-After-Upgrade::Never-Touch", a->plan.unit);
         if (!u)
                 return why_set(a, "%s is not loaded", a->plan.unit);
+        /* nft refuses iif "X" while X does not exist: such a reload can only fail */
+        if (missing)
+                return why_set(a, "not reloading %s: %s does not exist now", a->plan.unit, missing);
 
         _cleanup_(unit_scope_done) struct unit_scope scope = {};
         _cleanup_free_ char *proof = NULL;
@@ -163,7 +169,8 @@ int reconcile_plan(sd_bus *bus, const struct reconcile_options *opt, const struc
                         continue;
 
                 _cleanup_free_ const char **daemons = NULL, **names = NULL;
-                if ((r = table_context(f, ref->family, ref->table, &daemons, &names)) < 0) {
+                const char *missing;
+                if ((r = table_context(f, ref->family, ref->table, &daemons, &names, &missing)) < 0) {
                         reconcile_result_done(&res);
                         return r;
                 }
@@ -182,7 +189,7 @@ int reconcile_plan(sd_bus *bus, const struct reconcile_options *opt, const struc
                 for (size_t i = 0; a->plan.unit && i < units.n; i++)
                         if (streq(infos[i].name, a->plan.unit))
                                 u = &infos[i];
-                decide(opt, u, names, a);
+                decide(opt, u, names, missing, a);
                 if (!a->why) {
                         reconcile_result_done(&res);
                         return -ENOMEM;

@@ -31,6 +31,7 @@ struct record_input {
         const struct findings *left;        /* after verifying; NULL when nothing was acted on */
         json_t *lost, *leftovers, *packages; /* each may be NULL */
         json_t *not_repaired;                /* stale references left as they were, with why; may be NULL */
+        json_t *waited;                      /* the wait for interfaces mid-restart; may be NULL */
         double seconds;                      /* from the start of the run to the verdict */
         double finished;                     /* when the verdict was reached: seconds since the epoch, to the µs */
 };
