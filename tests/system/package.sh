@@ -87,6 +87,8 @@ check "postinst runs the program with --hook=dpkg-trigger on triggered, never fa
 	grep -qE 'reconcile-after-upgrade --hook=dpkg-trigger \|\| true' "$tmp/control/postinst"
 check "postrm purges /var/lib/reconcile-after-upgrade and /run/reconcile-after-upgrade" \
 	grep -qE 'rm -rf /var/lib/reconcile-after-upgrade /run/reconcile-after-upgrade' "$tmp/control/postrm"
+check "postinst takes the baseline snapshot on configure, quietly, never failing" \
+	grep -qE 'reconcile-after-upgrade --hook=postinst -q snapshot >/dev/null 2>&1 \|\| true' "$tmp/control/postinst"
 check "postinst creates the directories through systemd-tmpfiles (dh_installtmpfiles)" \
 	grep -q 'systemd-tmpfiles .*--create reconcile-after-upgrade.conf' "$tmp/control/postinst"
 

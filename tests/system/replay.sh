@@ -283,10 +283,39 @@ replay_product() {
 	ct_check "the container powered off cleanly" ct_poweroff
 }
 
+# ---------------------------------------------------------------- installed with dpkg, then a bare dpkg -i at once
+# No apt (so no Pre-Invoke snapshot), no earlier run: only the postinst's baseline says what tailscale0's index
+# was when the daemon's dpkg -i re-creates it. Then, with the baseline and the history gone, the hook's line names
+# the tables, since no interface can be named.
+replay_first_dpkg() {
+	local out rc rec
+	replay_prepare rau-replay-first
+	ct_copy_in "$DEB" /var/tmp/reconcile-after-upgrade.deb
+	out=$(ct_exec dpkg -i /var/tmp/reconcile-after-upgrade.deb 2>&1)
+	rc=$?
+	[ $rc -eq 0 ] || ct_diag "$out"
+	ct_check "dpkg -i of the .deb exits 0, silently" test "$rc $(grep -c '^reconcile-after-upgrade' <<<"$out")" = "0 0"
+	ct_check "its postinst took the baseline: a snapshot naming tailscale0's index, and the link history" 		test "$(ct_exec jq -c --argjson i "$IDX_INSTALLED" '[.links[] | select(.name == "tailscale0") | .ifindex == $i]' 			/run/reconcile-after-upgrade/snapshot.json) $(ct_exec jq '.links | length > 0' /var/lib/reconcile-after-upgrade/links.json)" = "[true] true"
+	replay_dpkg_i
+	ct_check "the first dpkg -i of the daemon after installing: the rules are fresh" fresh "$(forward_chain)"
+	rec=$(last_record)
+	ct_check "one record, via the dpkg trigger, fixed, knowing what the index was" 		test "$(records) $(jq -c '[.via, .outcome, (.stale | map(.was) | unique)]' <<<"$rec")" = 		'1 ["dpkg-trigger","fixed",["tailscale0"]]'
+
+	ct_exec rm -f /run/reconcile-after-upgrade/snapshot.json /var/lib/reconcile-after-upgrade/links.json
+	ct_exec systemctl restart tailscaled.service
+	wait_ifindex_not "$IDX_DPKG_AFTER" >/dev/null
+	out=$(ct_exec reconcile-after-upgrade --hook=apt 2>&1)
+	rc=$?
+	ct_diag "the hook with no snapshot and no history: $out"
+	ct_check "no interface can be named: the hook's one line names the table instead" 		test "$rc $(wc -l <<<"$out") $(grep -c '^reconcile-after-upgrade: table inet filter; 2 stale rule reference(s); ' <<<"$out")" = "0 1 1"
+	ct_check "the container powered off cleanly" ct_poweroff
+}
+
 replay_main() {
 	replay_init
 	replay_control
 	replay_product
+	replay_first_dpkg
 	ct_diag "whole replay: $(ct_secs "$T_START" "$(date +%s.%N)") s"
 	ct_tap_done
 }
