@@ -124,16 +124,26 @@ int diagnose(const struct observation *now, const struct snapshot *before, const
 
         for (size_t k = 0; k < now->ruleset.n_refs; k++) {
                 const struct iface_ref *ref = &now->ruleset.refs[k];
-                if (links_by_index(&now->links, ref->ifindex))
+                const struct link *holder = links_by_index(&now->links, ref->ifindex);
+                /* An index some interface holds is stale only when the snapshot saw this very reference name
+                 * another one: the index was taken over, and the rule matches the wrong device. (The history alone
+                 * cannot tell that from a rule loaded for the new holder.) */
+                const char *then = holder && before ? snapshot_resolved(before, ref) : NULL;
+                if (holder && (!then || streq(then, holder->name)))
                         continue;
 
                 struct stale_ref *s = &f.stale[f.n_stale++];
                 *s = (struct stale_ref){.ref = ref, .now = -1};
+                if (holder)
+                        snprintf(s->now_held_by, sizeof(s->now_held_by), "%s", holder->name);
 
                 /* The snapshot was taken right before the change; the history may be older but covers the case
                  * where nobody took one. */
-                const struct link *old = before ? links_by_index(&before->links, ref->ifindex) : NULL;
-                const char *was = old ? old->name : history ? history_name_for_index(history, ref->ifindex) : NULL;
+                const struct link *old = !holder && before ? links_by_index(&before->links, ref->ifindex) : NULL;
+                const char *was = then                 ? then
+                                  : old                ? old->name
+                                  : history && !holder ? history_name_for_index(history, ref->ifindex)
+                                                       : NULL;
                 if (!was)
                         continue;
                 snprintf(s->was, sizeof(s->was), "%s", was);

@@ -24,6 +24,8 @@ struct stale_ref {
         const struct iface_ref *ref; /* points into the observation */
         char was[IFNAMSIZ];          /* the name the index used to resolve to; empty if unknown */
         int64_t now;                 /* that name's current index; -1 if unknown or gone */
+        char now_held_by[IFNAMSIZ];  /* the index names another interface now (it matches the wrong device); empty
+                                      * when no interface has it */
 };
 
 enum iface_change {

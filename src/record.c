@@ -27,10 +27,11 @@ static json_t *stale_list(const struct findings *f) {
         json_t *a = json_array();
         for (size_t k = 0; a && k < f->n_stale; k++) {
                 const struct iface_ref *ref = f->stale[k].ref;
-                json_t *e = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:s, s:I, s:o}", "family",
+                json_t *e = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:s, s:I, s:o, s:o}", "family",
                                       nfproto_to_string(ref->family), "table", ref->table, "chain", ref->chain, "set",
                                       ref->set, "handle", (json_int_t) ref->handle, "key", ref_key_to_string(ref->key),
-                                      "ifindex", (json_int_t) ref->ifindex, "was", json_string_or_null(f->stale[k].was));
+                                      "ifindex", (json_int_t) ref->ifindex, "was", json_string_or_null(f->stale[k].was),
+                                      "now_held_by", json_string_or_null(f->stale[k].now_held_by));
                 if (json_array_append_new(a, e) < 0) {
                         json_decref(a);
                         return NULL;

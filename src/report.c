@@ -15,15 +15,16 @@ static json_t *stale_to_json(const struct stale_ref *s) {
         json_t *now = s->now >= 0 ? json_integer(s->now) : json_null();
 
         if (ref->chain)
-                return json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:b, s:o, s:o}", "family",
+                return json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:b, s:o, s:o, s:o}", "family",
                                  nfproto_to_string(ref->family), "table", ref->table, "chain", ref->chain, "handle",
                                  (json_int_t) ref->handle, "key", ref_key_to_string(ref->key), "ifindex",
                                  (json_int_t) ref->ifindex, "negated", ref->negated, "was",
-                                 json_string_or_null(s->was), "now", now);
-        return json_pack("{s:s, s:s, s:s, s:s, s:I, s:b, s:o, s:o}", "family", nfproto_to_string(ref->family),
+                                 json_string_or_null(s->was), "now", now, "now_held_by",
+                                 json_string_or_null(s->now_held_by));
+        return json_pack("{s:s, s:s, s:s, s:s, s:I, s:b, s:o, s:o, s:o}", "family", nfproto_to_string(ref->family),
                          "table", ref->table, "set", ref->set, "key", ref_key_to_string(ref->key), "ifindex",
                          (json_int_t) ref->ifindex, "negated", ref->negated, "was", json_string_or_null(s->was),
-                         "now", now);
+                         "now", now, "now_held_by", json_string_or_null(s->now_held_by));
 }
 
 static json_t *iface_to_json(const struct iface_finding *i) {
@@ -100,7 +101,7 @@ int report_human(const struct findings *f, FILE *out) {
                 return 0;
         }
 
-        fprintf(out, "%zu stale interface reference%s (the rule holds an index no interface has any more):\n",
+        fprintf(out, "%zu stale interface reference%s (the rule holds an index its interface does not have any more):\n",
                 f->n_stale, f->n_stale == 1 ? "" : "s");
         for (size_t k = 0; k < f->n_stale; k++) {
                 const struct stale_ref *s = &f->stale[k];
@@ -114,6 +115,9 @@ int report_human(const struct findings *f, FILE *out) {
                         fprintf(out, " (was %s, now index %lld)", s->was, (long long) s->now);
                 else
                         fprintf(out, " (was %s, which is gone)", s->was);
+                if (s->now_held_by[0])
+                        fprintf(out, "; index %u is %s's now: the rule matches the wrong interface", s->ref->ifindex,
+                                s->now_held_by);
                 fputc('\n', out);
         }
 

@@ -49,6 +49,22 @@ const char *ref_key_to_string(enum ref_key key) {
         return key < _REF_KEY_MAX ? ref_key_table[key] : "?";
 }
 
+enum ref_key ref_key_from_string(const char *s) {
+        for (enum ref_key k = 0; k < _REF_KEY_MAX; k++)
+                if (streq(ref_key_table[k], s))
+                        return k;
+        return _REF_KEY_MAX;
+}
+
+uint8_t nfproto_from_string(const char *s) {
+        static const uint8_t families[] = {NFPROTO_INET, NFPROTO_IPV4, NFPROTO_IPV6, NFPROTO_ARP, NFPROTO_BRIDGE,
+                                           NFPROTO_NETDEV};
+        for (size_t i = 0; i < ELEMENTSOF(families); i++)
+                if (streq(nfproto_to_string(families[i]), s))
+                        return families[i];
+        return NFPROTO_UNSPEC;
+}
+
 const char *nfproto_to_string(uint8_t family) {
         switch (family) {
         case NFPROTO_INET: return "inet";

@@ -26,7 +26,9 @@ enum ref_key {
 };
 
 const char *ref_key_to_string(enum ref_key key);
+enum ref_key ref_key_from_string(const char *s); /* _REF_KEY_MAX when unknown */
 const char *nfproto_to_string(uint8_t family);
+uint8_t nfproto_from_string(const char *s);      /* 0 (NFPROTO_UNSPEC) when unknown */
 
 /* Bytes exactly as the kernel sent them: what a rebind copies, patches and sends back. */
 struct nl_blob {

@@ -78,6 +78,26 @@ int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *l
         return json_write(run_dir, SNAPSHOT_FILE, root);
 }
 
+static int strcmp_null(const char *a, const char *b) {
+        if (!a || !b)
+                return !!a - !!b;
+        return strcmp(a, b);
+}
+
+static int snapshot_ref_cmp(const void *a, const void *b) {
+        const struct snapshot_ref *x = a, *y = b;
+        int c;
+        if (x->ifindex != y->ifindex)
+                return x->ifindex < y->ifindex ? -1 : 1;
+        if (x->handle != y->handle)
+                return x->handle < y->handle ? -1 : 1;
+        if (x->family != y->family || x->key != y->key)
+                return x->family != y->family ? (int) x->family - (int) y->family : (int) x->key - (int) y->key;
+        if ((c = strcmp(x->table, y->table)) || (c = strcmp_null(x->chain, y->chain)))
+                return c;
+        return strcmp_null(x->set, y->set);
+}
+
 int snapshot_parse(const char *text, struct snapshot *ret) {
         _cleanup_(json_decrefp) json_t *root = json_loads(text, 0, NULL);
         json_t *links, *owners, *v;
@@ -125,6 +145,34 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
                         return -ENOMEM;
         }
 
+        json_t *refs = json_object_get(root, "references");
+        json_array_foreach(refs, i, v) {
+                const char *family, *table, *key, *chain = NULL, *set = NULL;
+                json_t *resolves = NULL;
+                json_int_t ifindex, handle = 0;
+                if (json_unpack(v, "{s:s, s:s, s:s, s:I, s?I, s?s, s?s, s?o}", "family", &family, "table", &table,
+                                "key", &key, "ifindex", &ifindex, "handle", &handle, "chain", &chain, "set", &set,
+                                "resolves_to", &resolves) < 0 ||
+                    ifindex <= 0 || ifindex > UINT32_MAX || (!chain == !set) ||
+                    (resolves && !json_is_null(resolves) &&
+                     (!json_is_string(resolves) || strlen(json_string_value(resolves)) >= IFNAMSIZ)))
+                        return -EBADMSG;
+                if (GROW(s.refs, s.allocated_refs, s.n_refs + 1) < 0)
+                        return -ENOMEM;
+                struct snapshot_ref *r = &s.refs[s.n_refs++];
+                *r = (struct snapshot_ref){.family = nfproto_from_string(family), .table = strdup(table),
+                                           .chain = chain ? strdup(chain) : NULL, .set = set ? strdup(set) : NULL,
+                                           .handle = (uint64_t) handle, .key = ref_key_from_string(key),
+                                           .ifindex = (uint32_t) ifindex};
+                if (json_is_string(resolves))
+                        snprintf(r->resolves_to, sizeof(r->resolves_to), "%s", json_string_value(resolves));
+                if (!r->table || (chain && !r->chain) || (set && !r->set))
+                        return -ENOMEM;
+        }
+
+        if (s.n_refs > 1)
+                qsort(s.refs, s.n_refs, sizeof(struct snapshot_ref), snapshot_ref_cmp);
+
         json_t *units = json_object_get(root, "units");
         json_array_foreach(units, i, v) {
                 const char *name, *id, *active;
@@ -153,7 +201,21 @@ int snapshot_read(const char *run_dir, struct snapshot *ret) {
         return snapshot_parse(text, ret);
 }
 
+const char *snapshot_resolved(const struct snapshot *s, const struct iface_ref *ref) {
+        struct snapshot_ref key = {.family = ref->family, .table = ref->table, .chain = ref->chain, .set = ref->set,
+                                   .handle = ref->handle, .key = ref->key, .ifindex = ref->ifindex};
+        const struct snapshot_ref *r =
+                s->n_refs ? bsearch(&key, s->refs, s->n_refs, sizeof(struct snapshot_ref), snapshot_ref_cmp) : NULL;
+        return r && r->resolves_to[0] ? r->resolves_to : NULL;
+}
+
 void snapshot_done(struct snapshot *s) {
+        for (size_t i = 0; i < s->n_refs; i++) {
+                free(s->refs[i].table);
+                free(s->refs[i].chain);
+                free(s->refs[i].set);
+        }
+        free(s->refs);
         link_table_done(&s->links);
         owner_table_done(&s->owners);
         unit_invocations_done(&s->units);

@@ -14,13 +14,30 @@
 #define HISTORY_FILE "links.json"
 #define LOCK_FILE "lock"
 
+/* A by-index reference as the snapshot saw it: where it is, and the interface its index named then. */
+struct snapshot_ref {
+        uint8_t family;
+        char *table;
+        char *chain, *set; /* one of them */
+        uint64_t handle;
+        enum ref_key key;
+        uint32_t ifindex;
+        char resolves_to[IFNAMSIZ]; /* empty when the index named no interface then */
+};
+
 struct snapshot {
         uint64_t taken; /* seconds since the epoch */
         struct link_table links;
         struct owner_table owners;
         struct unit_invocations units; /* empty when systemd was not reachable */
         size_t units_allocated;
+        struct snapshot_ref *refs;
+        size_t n_refs, allocated_refs;
 };
+
+/* The name the snapshot saw ref's index resolve to, for the same rule (or set) and the same index; NULL when the
+ * snapshot has no such reference. */
+const char *snapshot_resolved(const struct snapshot *s, const struct iface_ref *ref);
 
 int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *links, const struct ruleset *rs,
                    const struct owner_table *owners, const struct unit_invocations *units);
