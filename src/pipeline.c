@@ -204,6 +204,12 @@ static int view_load(const struct pipeline_options *opt, struct pipeline_result 
         return 0;
 }
 
+static uint64_t monotonic_usec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
 static double seconds_since(const struct timespec *start) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -379,7 +385,9 @@ static int repair_in_place(const struct pipeline_options *opt, struct pipeline_r
                 _cleanup_free_ char *error = NULL;
                 if (f->n_stale == 0)
                         return 0;
+                uint64_t t0 = monotonic_usec();
                 r = rebind_plan(rs, f, opt->config->prune_stale_twins, &plan);
+                log_debug("rebind: planned in %.1f ms", (double) (monotonic_usec() - t0) / 1e3);
                 if (r == -EAGAIN && attempt + 1 < REBIND_ATTEMPTS) {
                         if ((r = reading_take(res, cur)) < 0)
                                 return r;
@@ -399,7 +407,9 @@ static int repair_in_place(const struct pipeline_options *opt, struct pipeline_r
                 if (pretend || plan.n_rebind + plan.n_prune == 0)
                         return 0;
 
+                t0 = monotonic_usec();
                 r = rebind_commit(rs, &plan, &error);
+                log_debug("rebind: committed in %.1f ms", (double) (monotonic_usec() - t0) / 1e3);
                 if (r == -ERESTART && attempt + 1 < REBIND_ATTEMPTS) {
                         log_debug("rebind: the ruleset changed since it was read (generation %u); reading again",
                                   plan.genid);
@@ -424,13 +434,17 @@ static int repair_in_place(const struct pipeline_options *opt, struct pipeline_r
 
                 /* The proof: the same rules and elements read back, the index aside. */
                 _cleanup_(reading_done) struct reading after = {};
+                t0 = monotonic_usec();
                 if ((r = reading_take(res, &after)) < 0)
                         return r;
+                log_debug("rebind: read back in %.1f ms", (double) (monotonic_usec() - t0) / 1e3);
+                t0 = monotonic_usec();
                 /* What we touched is compared whatever else changed since; a difference is ours only when nothing
                  * else was committed in between (then it is a failure), else it is unproven, not failed. */
                 _cleanup_free_ char *difference = NULL;
                 bool others = after.obs.ruleset.genid != plan.genid + 1;
                 r = rebind_verify(rs, &plan, &after.obs.ruleset, &difference);
+                log_debug("rebind: verified in %.1f ms", (double) (monotonic_usec() - t0) / 1e3);
                 for (size_t i = 0; i < res->res.n_actions; i++) {
                         struct action *a = &res->res.actions[i];
                         if (a->rebind != REBIND_DONE)
@@ -463,11 +477,6 @@ static bool rebind_any(const struct reconcile_result *res, enum rebind_state sta
         return false;
 }
 
-static uint64_t monotonic_usec(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
-}
 
 /* A stale reference's interface is missing while the unit that owned it (per the snapshot) is (re)starting: real
  * VPN daemons (Type=simple) create it a moment after their unit started, so a dpkg trigger can run in between.
@@ -577,6 +586,8 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
                         return 0;
         }
 
+        /* From here to the verified reading: what the repair itself costs. */
+        uint64_t repair_start = monotonic_usec();
         struct reconcile_options ro = {.config = opt->config, .dry_run = opt->dry_run,
                                        .policy_rc_d = opt->policy_rc_d ? opt->policy_rc_d : "/usr/sbin/policy-rc.d",
                                        .ruleset = &res->view.now.ruleset, .why_no_units = why_no_units};
@@ -611,6 +622,7 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
         res->left = cur.found;
         cur = (struct reading){};
         res->verified = true;
+        in.repair_seconds = (double) (monotonic_usec() - repair_start) / 1e6;
 
         res->lost = ruleset_lost(&res->view.now.ruleset, &res->again.ruleset);
         if (!res->lost)

@@ -462,15 +462,71 @@ static int stale_marks_build(const struct ruleset *rs, const struct findings *f,
         return 0;
 }
 
-/* The fresh rules of the chains that have changes, and the fresh elements of the sets that have changes. */
+struct bool_lists {
+        bool **lists;
+        size_t n;
+};
+
+static void bool_lists_done(struct bool_lists *b) {
+        for (size_t i = 0; b->lists && i < b->n; i++)
+                free(b->lists[i]);
+        free(b->lists);
+}
+
+static int u32_cmp(const void *a, const void *b) {
+        uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
+        return (x > y) - (x < y);
+}
+
+/* The fresh rules of the chains that have changes, and the fresh elements of the sets that have changes, that
+ * could be a twin: a rewritten rule holds the index it is given, so only one holding such an index can equal
+ * it. */
 static int fresh_tables(const struct ruleset *rs, const struct rebind_plan *p, const struct stale_marks *marks,
                         struct canon_table *rules, struct canon_table *elems) {
         _cleanup_free_ bool *chains = calloc(rs->n_chains + 1, sizeof(bool));
         _cleanup_free_ bool *sets = calloc(rs->n_ifindex_sets + 1, sizeof(bool));
+        _cleanup_free_ bool *candidate_rules = calloc(rs->n_rule_msgs + 1, sizeof(bool));
+        size_t n_targets = 0;
         int r;
 
-        if (!chains || !sets)
+        if (!chains || !sets || !candidate_rules)
                 return -ENOMEM;
+        for (size_t i = 0; i < p->n_rules; i++)
+                n_targets += p->rules[i].n_patches;
+        for (size_t i = 0; i < p->n_elems; i++)
+                n_targets += p->elems[i].n_patches;
+        _cleanup_free_ uint32_t *targets = calloc(n_targets + 1, sizeof(uint32_t));
+        if (!targets)
+                return -ENOMEM;
+        n_targets = 0;
+        for (size_t i = 0; i < p->n_rules; i++)
+                for (size_t k = 0; k < p->rules[i].n_patches; k++)
+                        targets[n_targets++] = p->rules[i].patches[k].to;
+        for (size_t i = 0; i < p->n_elems; i++)
+                for (size_t k = 0; k < p->elems[i].n_patches; k++)
+                        targets[n_targets++] = p->elems[i].patches[k].to;
+        qsort(targets, n_targets, sizeof(uint32_t), u32_cmp);
+        _cleanup_(bool_lists_done) struct bool_lists candidate_elems = {
+                .lists = calloc(rs->n_ifindex_sets + 1, sizeof(bool *)), .n = rs->n_ifindex_sets};
+        if (!candidate_elems.lists)
+                return -ENOMEM;
+        r = 0;
+        for (size_t i = 0; i < rs->n_refs && r >= 0; i++) {
+                const struct ref_site *site = &rs->refs[i].site;
+                if (!n_targets || !bsearch(&rs->refs[i].ifindex, targets, n_targets, sizeof(uint32_t), u32_cmp))
+                        continue;
+                if (site->rule != SIZE_MAX)
+                        candidate_rules[site->rule] = true;
+                else if (site->set != SIZE_MAX) {
+                        bool **l = &candidate_elems.lists[site->set];
+                        if (!*l && !(*l = calloc(rs->sets[site->set].n_elems + 1, sizeof(bool))))
+                                r = -ENOMEM;
+                        else
+                                (*l)[site->elem] = true;
+                }
+        }
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < p->n_rules; i++)
                 if (rs->rules[p->rules[i].rule].chain_index != SIZE_MAX)
                         chains[rs->rules[p->rules[i].rule].chain_index] = true;
@@ -479,7 +535,7 @@ static int fresh_tables(const struct ruleset *rs, const struct rebind_plan *p, c
 
         for (size_t i = 0; i < rs->n_rule_msgs; i++) {
                 size_t c = rs->rules[i].chain_index;
-                if (c == SIZE_MAX || !chains[c] || marks->rules[i])
+                if (c == SIZE_MAX || !chains[c] || marks->rules[i] || !candidate_rules[i])
                         continue;
                 struct buf canon = {};
                 if ((r = canon_rule(rs, i, NULL, 0, &canon)) < 0 || (r = canon_table_add(rules, c, &canon, NULL, 0)) < 0) {
@@ -491,7 +547,8 @@ static int fresh_tables(const struct ruleset *rs, const struct rebind_plan *p, c
                 const struct ifindex_set *s = &rs->sets[i];
                 for (size_t k = 0; sets[i] && k < s->n_elems; k++) {
                         const struct set_elem *e = &s->elems[k];
-                        if ((e->flags & NFT_SET_ELEM_INTERVAL_END) || marks->elems[i][k])
+                        if ((e->flags & NFT_SET_ELEM_INTERVAL_END) || marks->elems[i][k] || !candidate_elems.lists[i] ||
+                            !candidate_elems.lists[i][k])
                                 continue;
                         struct buf canon = {};
                         if ((r = canon_elem(&canon, e->attrs.data, e->attrs.size)) < 0 ||

@@ -103,7 +103,8 @@ json_t *record_build(const struct record_input *in) {
                         return NULL;
         }
 
-        return json_pack("{s:I, s:s?, s:s, s:o, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?, s:O?, s:O?, s:O?, s:f, s:f}",
+        return json_pack("{s:I, s:s?, s:s, s:o, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?, s:O?, s:O?, s:O?, s:f, s:f, "
+                         "s:f}",
                          "time", (json_int_t) in->time, "via", in->via, "outcome",
                          record_outcome_to_string(in->outcome), "packages",
                          in->packages ? json_incref(in->packages) : json_array(), "restarted_units",
@@ -112,7 +113,7 @@ json_t *record_build(const struct record_input *in) {
                          "stale_left", (json_int_t) (left ? left->n_stale : found->n_stale), "stale_left_list",
                          left && left->n_stale ? stale_list(left) : NULL, "collateral_loss", in->lost, "leftovers",
                          in->leftovers, "not_repaired", in->not_repaired, "waited", in->waited, "seconds", in->seconds,
-                         "finished",
+                         "repair_seconds", in->repair_seconds, "finished",
                          in->finished);
 }
 

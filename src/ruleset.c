@@ -919,10 +919,14 @@ static int gen_msg_cb(const struct nlmsghdr *nlh, void *userdata) {
 }
 
 static int dump_one(struct mnl_socket *nl, uint16_t type, uint16_t flags, uint8_t family, const struct ifindex_set *set,
-                    mnl_cb_t cb, struct dump_ctx *d, ruleset_tap_t tap, void *tap_data) {
+                    const struct nft_path *chain, mnl_cb_t cb, struct dump_ctx *d, ruleset_tap_t tap, void *tap_data) {
         char buf[MNL_SOCKET_BUFFER_SIZE];
         struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, type, family, flags, (uint32_t) time(NULL));
 
+        if (chain) {
+                mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, chain->table);
+                mnl_attr_put_strz(nlh, NFTA_RULE_CHAIN, chain->chain);
+        }
         if (set) {
                 _cleanup_(nftnl_set_freep) struct nftnl_set *s = nftnl_set_alloc();
                 if (!s)
@@ -942,31 +946,40 @@ static int dump_one(struct mnl_socket *nl, uint16_t type, uint16_t flags, uint8_
 static int ruleset_read_once(struct mnl_socket *nl, struct ruleset *rs, ruleset_tap_t tap, void *tap_data) {
         _cleanup_(scan_done) struct scan scan = {.rs = rs};
         struct dump_ctx d = {.scan = &scan};
-        static const uint16_t dumps[] = {NFT_MSG_GETTABLE, NFT_MSG_GETCHAIN, NFT_MSG_GETSET, NFT_MSG_GETRULE};
+        static const uint16_t dumps[] = {NFT_MSG_GETTABLE, NFT_MSG_GETCHAIN, NFT_MSG_GETSET};
         uint32_t gen_before;
         int k;
 
-        k = dump_one(nl, NFT_MSG_GETGEN, 0, AF_UNSPEC, NULL, gen_msg_cb, &d, NULL, NULL);
+        k = dump_one(nl, NFT_MSG_GETGEN, 0, AF_UNSPEC, NULL, NULL, gen_msg_cb, &d, NULL, NULL);
         if (k < 0)
                 return k;
         gen_before = d.genid;
 
         for (size_t i = 0; i < ELEMENTSOF(dumps); i++) {
-                k = dump_one(nl, dumps[i], NLM_F_DUMP, NFPROTO_UNSPEC, NULL, dump_msg_cb, &d, tap, tap_data);
+                k = dump_one(nl, dumps[i], NLM_F_DUMP, NFPROTO_UNSPEC, NULL, NULL, dump_msg_cb, &d, tap, tap_data);
                 if (k < 0)
+                        return k;
+        }
+        /* Rules chain by chain: the kernel resumes a dump by walking from its start, so one dump of a large
+         * ruleset costs time quadratic in its size; a chain's own dump walks only that chain. */
+        for (size_t i = 0; i < rs->n_chains; i++) {
+                k = dump_one(nl, NFT_MSG_GETRULE, NLM_F_DUMP, rs->chains[i].family, NULL, &rs->chains[i],
+                             dump_msg_cb, &d, tap, tap_data);
+                /* A chain deleted since the chain dump: the generation check below catches the change. */
+                if (k < 0 && k != -ENOENT)
                         return k;
         }
         /* Sorted before the element dumps: finding a set while iterating must not reorder the array. */
         sets_sort(&scan);
         for (size_t i = 0; i < rs->n_ifindex_sets; i++) {
-                k = dump_one(nl, NFT_MSG_GETSETELEM, NLM_F_DUMP, rs->sets[i].family, &rs->sets[i], dump_msg_cb, &d,
-                             tap, tap_data);
+                k = dump_one(nl, NFT_MSG_GETSETELEM, NLM_F_DUMP, rs->sets[i].family, &rs->sets[i], NULL, dump_msg_cb,
+                             &d, tap, tap_data);
                 /* A set deleted since the set dump: the generation check below catches the change. */
                 if (k < 0 && k != -ENOENT)
                         return k;
         }
 
-        k = dump_one(nl, NFT_MSG_GETGEN, 0, AF_UNSPEC, NULL, gen_msg_cb, &d, NULL, NULL);
+        k = dump_one(nl, NFT_MSG_GETGEN, 0, AF_UNSPEC, NULL, NULL, gen_msg_cb, &d, NULL, NULL);
         if (k < 0)
                 return k;
         if (d.genid != gen_before)
