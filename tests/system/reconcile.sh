@@ -45,6 +45,7 @@ table ip foreign {
 }
 NFT
 foreign=$(ct_exec nft list table ip foreign)
+foreign_saved=$foreign
 
 restart_daemon() {
 	ct_exec systemctl restart tailscaled.service
@@ -270,6 +271,25 @@ ct_check "flushing script: exit 0, rebound in place, the unit not run" \
 ct_check "tailscaled's table and the foreign table are intact" intact_with ip ts-daemon
 ct_check "the record says why the reload was refused" \
 	test "$(summary | jq -r '.actions[0] | "\(.repair): \(.why)"')" = "rebind: not reloading nftables-local.service: reloading it flushes the whole ruleset and would delete table ip foreign, table ip ts-daemon, which it does not create"
+
+# Repair "reload" refuses it too; only Allow-Flush makes it reload, and then the loss is reported.
+restart_daemon
+ct_exec sh -c 'echo "Reconcile-After-Upgrade::Repair \"reload\";" >/etc/apt/apt.conf.d/99rau-test'
+out=$(ct_exec reconcile-after-upgrade --dry-run)
+ct_check "Repair reload: the unsafe reload is still refused" grep -q '^table inet filter: would rebind 4 stale reference(s) in place (not reloading nftables-local.service: reloading it flushes' <<<"$out"
+ct_exec sh -c 'echo "Reconcile-After-Upgrade::Allow-Flush \"true\";" >>/etc/apt/apt.conf.d/99rau-test'
+out=$(ct_exec reconcile-after-upgrade)
+rc=$?
+ct_diag "$out"
+ct_check "Repair reload + Allow-Flush: reloaded, the rules fresh, but exit 1" \
+	test "$rc $(stale_rules) $(grep -c '^table inet filter: reloaded nftables-local.service' <<<"$out")" = "1 0 1"
+ct_check "and the tables the reload wiped are named" \
+	test "$(grep -c 'Collateral loss: table ip \(foreign\|ts-daemon\) no longer exists after the reload' <<<"$out")" -eq 2
+ct_check "outcome degraded, journal at warning priority, the loss in the record" \
+	test "$(ct_exec journalctl -q -o json MESSAGE_ID=$MID | tail -1 | jq -r '"\(.PRIORITY) \(.RAU_OUTCOME)"') $(summary | jq -c '.collateral_loss')" = \
+	'4 degraded [{"family":"ip","table":"foreign"},{"family":"ip","table":"ts-daemon"}]'
+ct_exec rm -f /etc/apt/apt.conf.d/99rau-test
+ct_exec nft -f - <<<"$foreign_saved"
 
 # Debian's stock nftables.service, enabled. (a) Its nftables.conf defines the stale table and starts with "flush
 # ruleset", beside tailscaled's table: rebound in place, nothing reloaded. (b) The rules were loaded by hand into a
