@@ -59,6 +59,8 @@ struct buf {
 };
 
 static int buf_put(struct buf *b, const void *p, size_t n) {
+        if (n == 0)
+                return 0;
         if (GROW(b->data, b->allocated, b->len + n) < 0)
                 return -ENOMEM;
         memcpy(b->data + b->len, p, n);
@@ -721,9 +723,10 @@ int rebind_plan(struct ruleset *rs, const struct findings *f, bool prune, struct
         _cleanup_free_ struct canon_entry *by_key = calloc(fresh_elems.n + 1, sizeof(struct canon_entry));
         if (!by_key)
                 return -ENOMEM;
-        memcpy(by_key, fresh_elems.entries, fresh_elems.n * sizeof(struct canon_entry));
-        if (fresh_elems.n)
+        if (fresh_elems.n) {
+                memcpy(by_key, fresh_elems.entries, fresh_elems.n * sizeof(struct canon_entry));
                 qsort(by_key, fresh_elems.n, sizeof(struct canon_entry), key_entry_cmp);
+        }
         kept = 0;
         for (size_t i = 0; i < p.n_elems; i++) {
                 struct elem_change *ec = &p.elems[i];
