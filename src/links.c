@@ -84,15 +84,10 @@ static int links_msg_cb(const struct nlmsghdr *nlh, void *data) {
         return links_parse_msg(data, nlh) < 0 ? MNL_CB_ERROR : MNL_CB_OK;
 }
 
-int links_dump(struct link_table *ret, netlink_tap_t tap, void *tap_data) {
-        _cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
+static int links_dump_once(struct mnl_socket *nl, struct link_table *ret, netlink_tap_t tap, void *tap_data) {
         struct link_table table = {};
         char buf[MNL_SOCKET_BUFFER_SIZE];
         int r;
-
-        r = netlink_open(NETLINK_ROUTE, &nl);
-        if (r < 0)
-                return r;
 
         struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
         nlh->nlmsg_type = RTM_GETLINK;
@@ -112,6 +107,22 @@ int links_dump(struct link_table *ret, netlink_tap_t tap, void *tap_data) {
         links_finish(&table);
         *ret = table;
         return 0;
+}
+
+int links_dump(struct link_table *ret, netlink_tap_t tap, void *tap_data) {
+        _cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
+        int r = netlink_open(NETLINK_ROUTE, &nl);
+        if (r < 0)
+                return r;
+        /* Interfaces come and go while they are listed (NLM_F_DUMP_INTR): list again, bounded, backing off. */
+        for (unsigned attempt = 0; attempt < 8; attempt++) {
+                if (attempt > 0)
+                        netlink_backoff(attempt - 1);
+                r = links_dump_once(nl, ret, tap, tap_data);
+                if (r != -EINTR)
+                        return r;
+        }
+        return r;
 }
 
 const struct link *links_by_index(const struct link_table *table, uint32_t ifindex) {

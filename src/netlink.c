@@ -27,6 +27,13 @@ int netlink_open(int bus, struct mnl_socket **ret) {
         return 0;
 }
 
+void netlink_backoff(unsigned attempt) {
+        uint64_t ms = 10u << MIN(attempt, 6u);
+        struct timespec ts = {.tv_sec = (time_t) (ms / 1000), .tv_nsec = (long) (ms % 1000) * 1000000};
+        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+}
+
 struct tap_ctx {
         mnl_cb_t cb;
         void *data;
@@ -38,6 +45,24 @@ static int tap_cb(const struct nlmsghdr *nlh, void *userdata) {
         struct tap_ctx *t = userdata;
         t->tap(nlh, t->tap_data);
         return t->cb(nlh, t->data);
+}
+
+/* After a dump stopped half way (an error, or NLM_F_DUMP_INTR), reads the rest of it and drops it: until its
+ * NLMSG_DONE the kernel would refuse the socket another dump. */
+static void dump_drain(struct mnl_socket *nl, char *buf, uint32_t seq) {
+        for (;;) {
+                ssize_t n = mnl_socket_recvfrom(nl, buf, NETLINK_RECV_BUFFER);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return;
+                }
+                int len = (int) n;
+                for (const struct nlmsghdr *nlh = (const struct nlmsghdr *) buf; mnl_nlmsg_ok(nlh, len);
+                     nlh = mnl_nlmsg_next(nlh, &len))
+                        if (nlh->nlmsg_seq == seq && (nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR))
+                                return;
+        }
 }
 
 int netlink_dump(struct mnl_socket *nl, struct nlmsghdr *request, mnl_cb_t cb, void *data, netlink_tap_t tap,
@@ -65,8 +90,20 @@ int netlink_dump(struct mnl_socket *nl, struct nlmsghdr *request, mnl_cb_t cb, v
                 errno = 0;
                 int r = tap ? mnl_cb_run(buf, (size_t) n, seq, portid, tap_cb, &t)
                             : mnl_cb_run(buf, (size_t) n, seq, portid, cb, data);
-                if (r < 0)
-                        return errno > 0 ? -errno : -EBADMSG;
+                if (r < 0) {
+                        /* EINTR: NLM_F_DUMP_INTR, the list changed while it was dumped; read it again */
+                        r = errno > 0 ? -errno : -EBADMSG;
+                        if (flags & NLM_F_DUMP) {
+                                bool done = false;
+                                int len = (int) n;
+                                for (const struct nlmsghdr *nlh = (const struct nlmsghdr *) buf; mnl_nlmsg_ok(nlh, len);
+                                     nlh = mnl_nlmsg_next(nlh, &len))
+                                        done = done || nlh->nlmsg_type == NLMSG_DONE || nlh->nlmsg_type == NLMSG_ERROR;
+                                if (!done)
+                                        dump_drain(nl, buf, seq);
+                        }
+                        return r;
+                }
                 /* A plain GET is answered by one message and no NLMSG_DONE. */
                 if (r == MNL_CB_STOP || !(flags & NLM_F_DUMP))
                         return 0;

@@ -13,7 +13,11 @@ typedef void (*netlink_tap_t)(const struct nlmsghdr *nlh, void *userdata);
 
 int netlink_open(int bus, struct mnl_socket **ret);
 
-/* Sends the request and runs cb on each answer until NLMSG_DONE. Returns the kernel's error, negative. */
+/* Sleeps before the next of several reads of a list that kept changing: 10 ms, doubling each attempt. */
+void netlink_backoff(unsigned attempt);
+
+/* Sends the request and runs cb on each answer until NLMSG_DONE. Returns the kernel's error, negative; -EINTR
+ * when the list changed while it was dumped (NLM_F_DUMP_INTR: read it again). The socket stays usable. */
 int netlink_dump(struct mnl_socket *nl, struct nlmsghdr *request, mnl_cb_t cb, void *data, netlink_tap_t tap,
                  void *tap_data);
 

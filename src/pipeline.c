@@ -394,6 +394,9 @@ static int repair_in_place(const struct pipeline_options *opt, struct pipeline_r
                         rs = &cur->obs.ruleset, f = &cur->found;
                         continue;
                 }
+                if (r == -EAGAIN)
+                        return stop(res, STOP_ERROR, r, "The ruleset kept changing while it was read: nothing rebound; "
+                                                        "run 'reconcile-after-upgrade' again.");
                 if (r < 0)
                         return stop(res, STOP_ERROR, r, "Failed to plan the rebind: %m");
 

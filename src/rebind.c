@@ -633,6 +633,9 @@ int rebind_plan(struct ruleset *rs, const struct findings *f, bool prune, struct
         _cleanup_free_ bool *taken = calloc(f->n_stale + 1, sizeof(bool));
         int r;
 
+        /* A change is computed only from a reading of one generation: the commit carries it. */
+        if (!rs->consistent)
+                return -EAGAIN;
         p.fixes = calloc(f->n_stale + 1, sizeof(struct ref_fix));
         if (!p.fixes || !taken)
                 return -ENOMEM;

@@ -151,6 +151,44 @@ static void scan_done(struct scan *scan) {
         free(scan->lookups);
 }
 
+/* How far a scan had got: a dump interrupted half way is undone to here, then done again. */
+struct scan_mark {
+        size_t n_refs, n_name_refs, n_rule_msgs, n_rules, n_lookups;
+};
+
+static struct scan_mark scan_mark(const struct scan *scan) {
+        const struct ruleset *rs = scan->rs;
+        return (struct scan_mark){rs->n_refs, rs->n_name_refs, rs->n_rule_msgs, rs->n_rules, scan->n_lookups};
+}
+
+static void refs_truncate(struct iface_ref *refs, size_t *n, size_t to) {
+        for (size_t i = to; i < *n; i++) {
+                free(refs[i].table);
+                free(refs[i].chain);
+                free(refs[i].set);
+        }
+        *n = to;
+}
+
+static void scan_rollback(struct scan *scan, const struct scan_mark *m) {
+        struct ruleset *rs = scan->rs;
+        refs_truncate(rs->refs, &rs->n_refs, m->n_refs);
+        refs_truncate(rs->name_refs, &rs->n_name_refs, m->n_name_refs);
+        for (size_t i = m->n_rule_msgs; i < rs->n_rule_msgs; i++) {
+                free(rs->rules[i].table);
+                free(rs->rules[i].chain);
+                free(rs->rules[i].msg.data);
+        }
+        rs->n_rule_msgs = m->n_rule_msgs;
+        rs->n_rules = m->n_rules;
+        for (size_t i = m->n_lookups; i < scan->n_lookups; i++) {
+                free(scan->lookups[i].table);
+                free(scan->lookups[i].chain);
+                free(scan->lookups[i].set);
+        }
+        scan->n_lookups = m->n_lookups;
+}
+
 static int reg_slot(uint32_t reg) {
         if (reg >= NFT_REG32_00 && reg < NFT_REG32_00 + NFT_REG32_COUNT)
                 return (int) (reg - NFT_REG32_00);
@@ -943,6 +981,9 @@ static int dump_one(struct mnl_socket *nl, uint16_t type, uint16_t flags, uint8_
         return r;
 }
 
+/* One chain's or one set's dump, interrupted by a change, is done again this many times. */
+#define PART_ATTEMPTS 20
+
 static int ruleset_read_once(struct mnl_socket *nl, struct ruleset *rs, ruleset_tap_t tap, void *tap_data) {
         _cleanup_(scan_done) struct scan scan = {.rs = rs};
         struct dump_ctx d = {.scan = &scan};
@@ -961,10 +1002,21 @@ static int ruleset_read_once(struct mnl_socket *nl, struct ruleset *rs, ruleset_
                         return k;
         }
         /* Rules chain by chain: the kernel resumes a dump by walking from its start, so one dump of a large
-         * ruleset costs time quadratic in its size; a chain's own dump walks only that chain. */
+         * ruleset costs time quadratic in its size; a chain's own dump walks only that chain. A chain's dump
+         * interrupted by a change is undone and done again: on a ruleset that never stays still, the parts
+         * are still each whole. */
         for (size_t i = 0; i < rs->n_chains; i++) {
-                k = dump_one(nl, NFT_MSG_GETRULE, NLM_F_DUMP, rs->chains[i].family, NULL, &rs->chains[i],
-                             dump_msg_cb, &d, tap, tap_data);
+                struct scan_mark m = scan_mark(&scan);
+                for (unsigned attempt = 0;; attempt++) {
+                        k = dump_one(nl, NFT_MSG_GETRULE, NLM_F_DUMP, rs->chains[i].family, NULL, &rs->chains[i],
+                                     dump_msg_cb, &d, tap, tap_data);
+                        if (k != -EINTR || attempt + 1 >= PART_ATTEMPTS)
+                                break;
+                        scan_rollback(&scan, &m);
+                        rs->chains[i].n_handles = 0;
+                        scan.chain = NULL;
+                        netlink_backoff(0);
+                }
                 /* A chain deleted since the chain dump: the generation check below catches the change. */
                 if (k < 0 && k != -ENOENT)
                         return k;
@@ -972,8 +1024,16 @@ static int ruleset_read_once(struct mnl_socket *nl, struct ruleset *rs, ruleset_
         /* Sorted before the element dumps: finding a set while iterating must not reorder the array. */
         sets_sort(&scan);
         for (size_t i = 0; i < rs->n_ifindex_sets; i++) {
-                k = dump_one(nl, NFT_MSG_GETSETELEM, NLM_F_DUMP, rs->sets[i].family, &rs->sets[i], NULL, dump_msg_cb,
-                             &d, tap, tap_data);
+                for (unsigned attempt = 0;; attempt++) {
+                        k = dump_one(nl, NFT_MSG_GETSETELEM, NLM_F_DUMP, rs->sets[i].family, &rs->sets[i], NULL,
+                                     dump_msg_cb, &d, tap, tap_data);
+                        if (k != -EINTR || attempt + 1 >= PART_ATTEMPTS)
+                                break;
+                        set_elems_free(rs->sets[i].elems, rs->sets[i].n_elems);
+                        rs->sets[i].elems = NULL;
+                        rs->sets[i].n_elems = rs->sets[i].allocated_elems = 0;
+                        netlink_backoff(0);
+                }
                 /* A set deleted since the set dump: the generation check below catches the change. */
                 if (k < 0 && k != -ENOENT)
                         return k;
@@ -982,34 +1042,54 @@ static int ruleset_read_once(struct mnl_socket *nl, struct ruleset *rs, ruleset_
         k = dump_one(nl, NFT_MSG_GETGEN, 0, AF_UNSPEC, NULL, NULL, gen_msg_cb, &d, NULL, NULL);
         if (k < 0)
                 return k;
-        if (d.genid != gen_before)
-                return -EAGAIN;
-
+        /* Every part whole, but not all of one generation: usable to look at, not to change anything from. */
+        rs->consistent = d.genid == gen_before;
         rs->genid = gen_before;
         return scan_finish(&scan);
 }
 
+#define READ_ATTEMPTS 8
 int ruleset_read(struct ruleset *ret, ruleset_tap_t tap, void *tap_data) {
         _cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
+        struct ruleset last = {}; /* the last whole reading that was not of one generation */
+        bool have_last = false;
         int r;
 
         r = netlink_open(NETLINK_NETFILTER, &nl);
         if (r < 0)
                 return r;
 
-        for (unsigned attempt = 0; attempt < 5; attempt++) {
+        /* The ruleset may change while it is read: read again (bounded, backing off). When it never stays still
+         * long enough, the last reading whose every part was whole is returned, marked not consistent. */
+        for (unsigned attempt = 0; attempt < READ_ATTEMPTS; attempt++) {
                 struct ruleset rs = {};
+                if (attempt > 0)
+                        netlink_backoff(attempt - 1);
                 r = ruleset_read_once(nl, &rs, tap, tap_data);
-                if (r >= 0) {
+                if (r >= 0 && rs.consistent) {
+                        ruleset_done(&last);
                         *ret = rs;
                         return 0;
                 }
+                if (r >= 0) {
+                        ruleset_done(&last);
+                        last = rs;
+                        have_last = true;
+                        log_debug("ruleset: changed while it was read, reading again");
+                        continue;
+                }
                 ruleset_done(&rs);
-                if (r != -EAGAIN)
-                        return r;
-                log_debug("ruleset: changed while it was read, reading again");
+                if (r != -EINTR)
+                        break;
+                log_debug("ruleset: a dump was interrupted by a change, reading again");
         }
-        return -EAGAIN;
+        if (have_last && (r >= 0 || r == -EINTR)) {
+                log_debug("ruleset: it kept changing; using a reading that is not of one generation");
+                *ret = last;
+                return 0;
+        }
+        ruleset_done(&last);
+        return r;
 }
 
 /* ---- anonymous sets a rewritten rule needs ---- */
@@ -1204,6 +1284,7 @@ int ruleset_parse_messages(const void *buf, size_t size, struct ruleset *ret) {
                 ruleset_done(&rs);
                 return r;
         }
+        rs.consistent = true; /* a recording of one dump */
         *ret = rs;
         return 0;
 }

@@ -116,6 +116,8 @@ struct ruleset {
         struct ifindex_set *sets; /* sets that can hold an index, sorted by family, table, name */
         size_t n_ifindex_sets, allocated_ifindex_sets;
         uint32_t genid; /* the generation the whole read saw: a change computed from it carries it */
+        bool consistent; /* false: every part was read whole, but the ruleset changed in between (it kept
+                          * changing): good to look at, not to compute a change from */
 };
 
 const struct nft_path *ruleset_chain(const struct ruleset *rs, uint8_t family, const char *table, const char *chain);
@@ -123,7 +125,8 @@ const struct nft_path *ruleset_chain(const struct ruleset *rs, uint8_t family, c
 /* Tap for ruleset_read(): sees each netlink message as received (tests/nl-capture records fixtures with it). */
 typedef void (*ruleset_tap_t)(const struct nlmsghdr *nlh, void *userdata);
 
-/* Reads the ruleset of the current network namespace. Retries when the ruleset changes while it is dumped. */
+/* Reads the ruleset of the current network namespace. Reads again (bounded, backing off) when it changes while it
+ * is dumped; see ruleset.consistent. */
 int ruleset_read(struct ruleset *ret, ruleset_tap_t tap, void *tap_data);
 
 /* Adds to rs->sets the anonymous sets the index-holding rules of the chains marked in chains (by ruleset.chains
