@@ -17,6 +17,7 @@ void config_defaults(struct config *c) {
                 .interface_wait_ms = 5 * 1000,
                 .prune_stale_twins = true,
                 .repair = REPAIR_AUTO,
+                .history_max_bytes = 4u << 20,
         };
 }
 
@@ -45,6 +46,23 @@ static int parse_duration_ms(const char *s, unsigned min_ms, unsigned max_ms, un
         if (v < min_ms || v > max_ms)
                 return -ERANGE;
         *ret = (unsigned) v;
+        return 0;
+}
+
+/* "4M", "512K", "1048576" → bytes in [min, max]. */
+static int parse_size(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno || end == s || s[0] == '-')
+                return -EINVAL;
+        uint64_t factor = streq(end, "") || streq(end, "B") ? 1 : streq(end, "K") ? 1u << 10 : streq(end, "M") ? 1u << 20
+                                                             : streq(end, "G")                 ? 1u << 30 : 0;
+        if (factor == 0)
+                return -EINVAL;
+        if (v > max / factor || v * factor < min)
+                return -ERANGE;
+        *ret = v * factor;
         return 0;
 }
 
@@ -134,6 +152,10 @@ static int config_apply(struct config *c, const char *key, const char *value) {
         if (streq(key, "Interface-Wait")) {
                 r = parse_duration_ms(value, 0, 600 * 1000, &c->interface_wait_ms);
                 return r < 0 ? MALFORMED("is not a duration between 0 and 600 seconds") : 0;
+        }
+        if (streq(key, "History-Max-Size")) {
+                r = parse_size(value, 64u << 10, 1u << 30, &c->history_max_bytes);
+                return r < 0 ? MALFORMED("is not a size between 64K and 1G") : 0;
         }
         if (streq(key, "Prune-Stale-Twins")) {
                 r = parse_bool(value, &c->prune_stale_twins);

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define CONFIG_SCOPE "Reconcile-After-Upgrade"
 
@@ -38,6 +39,7 @@ struct config {
         bool prune_stale_twins;
         enum config_repair repair;
         bool allow_flush;         /* Repair "reload": reload even a unit that flushes what it does not create */
+        uint64_t history_max_bytes; /* history.jsonl is rotated to history.jsonl.1 beyond this */
 };
 
 const char *config_repair_to_string(enum config_repair r);

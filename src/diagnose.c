@@ -106,6 +106,8 @@ int diagnose(const struct observation *now, const struct snapshot *before, const
         _cleanup_(findings_done) struct findings f = {
                 .n_refs = now->ruleset.n_refs,
                 .n_name_refs = now->ruleset.n_name_refs,
+                .unreadable = now->ruleset.unreadable,
+                .n_unreadable = now->ruleset.n_unreadable,
                 .have_snapshot = before != NULL,
         };
         int r;

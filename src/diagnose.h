@@ -51,6 +51,8 @@ struct findings {
         const char **restarted_units; /* InvocationID changed (or first started) since the snapshot */
         size_t n_restarted_units;
         size_t n_refs, n_name_refs; /* what was checked */
+        const struct nft_path *unreadable; /* rules that could not be read (not checked); points into now */
+        size_t n_unreadable;
         bool have_snapshot;
 };
 

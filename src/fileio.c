@@ -25,6 +25,9 @@ int dir_ensure(const char *path) {
                 return negative_errno();
         if (!S_ISDIR(st.st_mode))
                 return -ENOTDIR;
+        /* planted by someone else, or open to others: whatever is written there could be swapped under us */
+        if (st.st_uid != geteuid() || (st.st_mode & 0022))
+                return -EPERM;
         return 0;
 }
 
@@ -43,28 +46,60 @@ static int write_all(int fd, const void *data, size_t size) {
         return 0;
 }
 
+/* Removes what an interrupted replace of name left (".NAME.*.tmp": killed between its write and its rename, by
+ * the hook's time budget say). Runs hold the lock, so none of them is being written. */
+static void remove_leftovers(int dfd, const char *name) {
+        _cleanup_close_ int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_(closedirp) DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+        size_t n = strlen(name);
+        if (!d)
+                return;
+        fd = -1; /* the DIR owns it now */
+        for (struct dirent *de; (de = readdir(d));)
+                if (de->d_name[0] == '.' && strncmp(de->d_name + 1, name, n) == 0 && de->d_name[n + 1] == '.' &&
+                    strlen(de->d_name) > n + 5 && streq(de->d_name + strlen(de->d_name) - 4, ".tmp"))
+                        (void) unlinkat(dirfd(d), de->d_name, 0);
+}
+
 int file_replace(const char *dir, const char *name, const void *data, size_t size) {
         _cleanup_close_ int dfd = dir_open(dir);
         if (dfd < 0)
                 return dfd;
+        remove_leftovers(dfd, name);
 
+        /* An unnamed file first (O_TMPFILE): a run killed before the rename leaves nothing behind. */
+        _cleanup_close_ int fd = openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+        bool named = false;
         char tmp[256];
         int n = snprintf(tmp, sizeof(tmp), ".%s.%ld.tmp", name, (long) getpid());
         if (n < 0 || (size_t) n >= sizeof(tmp))
                 return -ENAMETOOLONG;
-
-        (void) unlinkat(dfd, tmp, 0);
-        _cleanup_close_ int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0)
-                return negative_errno();
+        if (fd < 0) {
+                /* a file system without O_TMPFILE: a named temporary, removed on failure and by the next run */
+                (void) unlinkat(dfd, tmp, 0);
+                fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+                if (fd < 0)
+                        return negative_errno();
+                named = true;
+        }
 
         int r = write_all(fd, data, size);
         if (r >= 0 && fsync(fd) < 0)
                 r = negative_errno();
+        if (r >= 0 && !named) {
+                char self[64];
+                snprintf(self, sizeof(self), "/proc/self/fd/%d", fd);
+                (void) unlinkat(dfd, tmp, 0);
+                if (linkat(AT_FDCWD, self, dfd, tmp, AT_SYMLINK_FOLLOW) < 0)
+                        r = negative_errno();
+                else
+                        named = true;
+        }
         if (r >= 0 && renameat(dfd, tmp, dfd, name) < 0)
                 r = negative_errno();
         if (r < 0) {
-                (void) unlinkat(dfd, tmp, 0);
+                if (named)
+                        (void) unlinkat(dfd, tmp, 0);
                 return r;
         }
         /* The rename itself must survive a crash too. */
@@ -81,11 +116,57 @@ int file_append(const char *dir, const char *name, const void *data, size_t size
         _cleanup_close_ int fd = openat(dfd, name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
                 return negative_errno();
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
 
+        /* A whole record or nothing: a short write (a full disk) is cut off again, so that the next record does
+         * not end up glued to half of this one. */
         int r = write_all(fd, data, size);
-        if (r < 0)
+        if (r >= 0 && fsync(fd) < 0)
+                r = negative_errno();
+        if (r < 0) {
+                (void) ftruncate(fd, st.st_size);
+                (void) fsync(fd);
                 return r;
-        return fsync(fd) < 0 ? negative_errno() : 0;
+        }
+        return 0;
+}
+
+int file_rotate(const char *dir, const char *name, const char *rotated, uint64_t max_bytes, size_t size) {
+        _cleanup_close_ int dfd = dir_open(dir);
+        struct stat st;
+        if (dfd < 0)
+                return dfd;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : negative_errno();
+        if (st.st_size == 0 || (uint64_t) st.st_size + size <= max_bytes)
+                return 0;
+        if (renameat(dfd, name, dfd, rotated) < 0)
+                return negative_errno();
+        return fsync(dfd) < 0 ? negative_errno() : 0;
+}
+
+int file_open_read(const char *dir, const char *name, FILE **ret) {
+        _cleanup_close_ int dfd = dir_open(dir);
+        if (dfd < 0)
+                return dfd;
+        _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        struct stat st;
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        FILE *f = fdopen(fd, "re");
+        if (!f)
+                return negative_errno();
+        fd = -1;
+        *ret = f;
+        return 0;
 }
 
 int file_read(const char *dir, const char *name, size_t max_size, char **ret_data, size_t *ret_size) {
@@ -93,7 +174,8 @@ int file_read(const char *dir, const char *name, size_t max_size, char **ret_dat
         if (dfd < 0)
                 return dfd;
 
-        _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        /* O_NONBLOCK: a FIFO planted in its place must not hang the run (it is refused just below) */
+        _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
         if (fd < 0)
                 return negative_errno();
 
@@ -136,9 +218,14 @@ int file_lock(const char *dir, const char *name, unsigned timeout_ms) {
         if (dfd < 0)
                 return dfd;
 
-        _cleanup_close_ int fd = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        _cleanup_close_ int fd = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+        struct stat st;
         if (fd < 0)
                 return negative_errno();
+        if (fstat(fd, &st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
 
         /* Poll instead of a blocking flock() so that the wait is bounded without signals. */
         for (unsigned waited = 0;; waited += 10) {

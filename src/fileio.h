@@ -3,6 +3,8 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* Creates dir (one level) with mode 0700 if missing; refuses a symlink or a non-directory. */
@@ -13,6 +15,12 @@ int file_replace(const char *dir, const char *name, const void *data, size_t siz
 
 /* Appends one record to dir/name (created 0600) and fsyncs it before returning. */
 int file_append(const char *dir, const char *name, const void *data, size_t size);
+
+/* Renames dir/name to dir/rotated (replacing it) when appending size more bytes would take it beyond max_bytes. */
+int file_rotate(const char *dir, const char *name, const char *rotated, uint64_t max_bytes, size_t size);
+
+/* Opens dir/name for reading as a stream (no symlinks, regular files only). -ENOENT when it does not exist. */
+int file_open_read(const char *dir, const char *name, FILE **ret);
 
 /* Reads dir/name whole (no symlinks, at most max_size bytes). -ENOENT when it does not exist. */
 int file_read(const char *dir, const char *name, size_t max_size, char **ret_data, size_t *ret_size);

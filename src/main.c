@@ -239,8 +239,10 @@ static int cmd_reconcile(const struct context *ctx, json_t **ret_record) {
                 return r;
 
         if (res.view.findings.n_stale == 0) {
-                if (!ctx->quiet)
+                if (!ctx->quiet) {
+                        report_unreadable(&res.view.findings, ctx->out);
                         fprintf(ctx->out, "No stale interface references.\n");
+                }
                 return 0;
         }
         if (res.stop != STOP_NONE && !res.acted)

@@ -264,7 +264,7 @@ static void record_run(const struct pipeline_options *opt, struct pipeline_resul
                 return;
         }
         const char *failed_file = NULL;
-        int r = record_store(opt->state_dir, res->record, &failed_file);
+        int r = record_store(opt->state_dir, res->record, opt->config->history_max_bytes, &failed_file);
         if (r < 0)
                 note(res, LOG_WARNING, r, "Failed to write %s/%s: %m", opt->state_dir, failed_file);
 }

@@ -8,8 +8,8 @@
 #include "json-util.h"
 #include "log.h"
 #include "record.h"
+#include "report.h"
 
-#define HISTORY_MAX_SIZE (64u * 1024 * 1024)
 
 static const char *const outcome_table[] = {
         [OUTCOME_FIXED] = "fixed",
@@ -23,9 +23,11 @@ const char *record_outcome_to_string(enum record_outcome o) {
         return o < ELEMENTSOF(outcome_table) ? outcome_table[o] : "?";
 }
 
+/* The first RECORD_MAX_LISTED stale references: a record stays small with thousands of them (the counts say how
+ * many there were). */
 static json_t *stale_list(const struct findings *f) {
         json_t *a = json_array();
-        for (size_t k = 0; a && k < f->n_stale; k++) {
+        for (size_t k = 0; a && k < f->n_stale && k < RECORD_MAX_LISTED; k++) {
                 const struct iface_ref *ref = f->stale[k].ref;
                 json_t *e = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:s, s:I, s:o, s:o}", "family",
                                       nfproto_to_string(ref->family), "table", ref->table, "chain", ref->chain, "set",
@@ -78,6 +80,17 @@ static json_t *action_to_json(const struct action *a) {
         return j;
 }
 
+/* At most RECORD_MAX_LISTED items of a list (a new reference), or the list itself. */
+static json_t *bounded(json_t *list) {
+        if (!list || json_array_size(list) <= RECORD_MAX_LISTED)
+                return json_incref(list);
+        json_t *b = json_array();
+        for (size_t i = 0; b && i < RECORD_MAX_LISTED; i++)
+                if (json_array_append(b, json_array_get(list, i)) < 0)
+                        return json_decref(b), NULL;
+        return b;
+}
+
 json_t *record_build(const struct record_input *in) {
         const struct findings *found = in->found, *left = in->left;
         const struct reconcile_result *res = in->res;
@@ -97,14 +110,16 @@ json_t *record_build(const struct record_input *in) {
                                                             "unit", i->owner ? i->owner->unit : NULL)) < 0)
                         return NULL;
         }
+        _cleanup_(json_decrefp) json_t *unreadable = found->n_unreadable ? report_unreadable_json(found) : NULL;
         for (size_t k = 0; res && k < res->n_actions; k++) {
                 json_t *j = action_to_json(&res->actions[k]);
                 if (!j || json_array_append_new(actions, j) < 0)
                         return NULL;
         }
 
-        return json_pack("{s:I, s:s?, s:s, s:o, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?, s:O?, s:O?, s:O?, s:f, s:f, "
-                         "s:f}",
+        _cleanup_(json_decrefp) json_t *leftovers = bounded(in->leftovers), *not_repaired = bounded(in->not_repaired);
+        return json_pack("{s:I, s:s?, s:s, s:o, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?, s:O?, s:O?, s:O?, s:O?, s:f, "
+                         "s:f, s:b, s:f}",
                          "time", (json_int_t) in->time, "via", in->via, "outcome",
                          record_outcome_to_string(in->outcome), "packages",
                          in->packages ? json_incref(in->packages) : json_array(), "restarted_units",
@@ -112,8 +127,13 @@ json_t *record_build(const struct record_input *in) {
                          (json_int_t) found->n_stale, "stale", stale_list(found), "actions", TAKE_PTR(actions),
                          "stale_left", (json_int_t) (left ? left->n_stale : found->n_stale), "stale_left_list",
                          left && left->n_stale ? stale_list(left) : NULL, "collateral_loss", in->lost, "leftovers",
-                         in->leftovers, "not_repaired", in->not_repaired, "waited", in->waited, "seconds", in->seconds,
-                         "repair_seconds", in->repair_seconds, "finished",
+                         leftovers, "not_repaired", not_repaired, "waited", in->waited, "unreadable",
+                         unreadable, "seconds", in->seconds,
+                         "repair_seconds", in->repair_seconds, "lists_truncated",
+                         found->n_stale > RECORD_MAX_LISTED || (left && left->n_stale > RECORD_MAX_LISTED) ||
+                                 json_array_size(in->leftovers) > RECORD_MAX_LISTED ||
+                                 json_array_size(in->not_repaired) > RECORD_MAX_LISTED,
+                         "finished",
                          in->finished);
 }
 
@@ -255,7 +275,7 @@ static void record_journal(json_t *rec) {
                 log_debug_errno(r, "record: journal: %m");
 }
 
-int record_store(const char *state_dir, json_t *record, const char **ret_failed_file) {
+int record_store(const char *state_dir, json_t *record, uint64_t history_max_bytes, const char **ret_failed_file) {
         int r;
 
         record_journal(record);
@@ -265,6 +285,12 @@ int record_store(const char *state_dir, json_t *record, const char **ret_failed_
                 return -ENOMEM;
         size_t len = strlen(line);
         line[len] = '\n'; /* json_dumps leaves room for the NUL we overwrite: the write below is len + 1 bytes */
+        /* Beyond its size, the history becomes history.jsonl.1 (the one before goes) and starts again. */
+        r = file_rotate(state_dir, RECORD_HISTORY_FILE, RECORD_HISTORY_FILE ".1", history_max_bytes, len + 1);
+        if (r < 0) {
+                *ret_failed_file = RECORD_HISTORY_FILE;
+                return r;
+        }
         r = file_append(state_dir, RECORD_HISTORY_FILE, line, len + 1);
         if (r < 0) {
                 *ret_failed_file = RECORD_HISTORY_FILE;
@@ -278,38 +304,53 @@ int record_store(const char *state_dir, json_t *record, const char **ret_failed_
         return 0;
 }
 
-int record_show_history(const char *state_dir, bool json, FILE *out) {
-        _cleanup_free_ char *text = NULL;
-        int r = file_read(state_dir, RECORD_HISTORY_FILE, HISTORY_MAX_SIZE, &text, NULL);
-        if (r == -ENOENT) {
-                if (!json)
-                        fprintf(out, "No runs recorded in %s/%s.\n", state_dir, RECORD_HISTORY_FILE);
-                return 0;
-        }
-        if (r < 0)
-                return log_error_errno(r, "Failed to read %s/%s: %m", state_dir, RECORD_HISTORY_FILE);
-
+static void show_record_line(const char *line, bool json, FILE *out) {
         if (json) {
-                fputs(text, out);
-                return 0;
+                fprintf(out, "%s\n", line);
+                return;
         }
-        fprintf(out, "%-20s %-8s %5s %4s  %s\n", "TIME", "OUTCOME", "FOUND", "LEFT", "REPAIRS");
-        for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
-                _cleanup_(json_decrefp) json_t *rec = json_loads(line, 0, NULL);
-                if (!rec) {
-                        fprintf(out, "(unreadable line)\n");
+        _cleanup_(json_decrefp) json_t *rec = json_loads(line, 0, NULL);
+        if (!rec) {
+                fprintf(out, "(unreadable line)\n");
+                return;
+        }
+        time_t t = (time_t) json_integer_value(json_object_get(rec, "time"));
+        char when[32];
+        strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
+        _cleanup_free_ char *units = repairs_line(json_object_get(rec, "actions"));
+        fprintf(out, "%-20s %-8s %5lld %4lld  %s\n", when, json_string_value(json_object_get(rec, "outcome")) ?: "?",
+                (long long) json_integer_value(json_object_get(rec, "stale_found")),
+                (long long) json_integer_value(json_object_get(rec, "stale_left")), units && *units ? units : "-");
+}
+
+/* Line by line, however long the file: the rotated part first, then the current one. */
+int record_show_history(const char *state_dir, bool json, FILE *out) {
+        static const char *const files[] = {RECORD_HISTORY_FILE ".1", RECORD_HISTORY_FILE};
+        bool any = false;
+        int r;
+
+        if (!json)
+                fprintf(out, "%-20s %-8s %5s %4s  %s\n", "TIME", "OUTCOME", "FOUND", "LEFT", "REPAIRS");
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                _cleanup_fclose_ FILE *f = NULL;
+                r = file_open_read(state_dir, files[i], &f);
+                if (r == -ENOENT)
                         continue;
+                if (r < 0)
+                        return log_error_errno(r, "Failed to read %s/%s: %m", state_dir, files[i]);
+                any = true;
+                _cleanup_free_ char *line = NULL;
+                size_t allocated = 0;
+                ssize_t n;
+                while ((n = getline(&line, &allocated, f)) > 0) {
+                        if (line[n - 1] == '\n')
+                                line[--n] = '\0';
+                        if (n > 0)
+                                show_record_line(line, json, out);
                 }
-                time_t t = (time_t) json_integer_value(json_object_get(rec, "time"));
-                char when[32];
-                strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", localtime(&t));
-                _cleanup_free_ char *units = repairs_line(json_object_get(rec, "actions"));
-                fprintf(out, "%-20s %-8s %5lld %4lld  %s\n", when,
-                        json_string_value(json_object_get(rec, "outcome")) ?: "?",
-                        (long long) json_integer_value(json_object_get(rec, "stale_found")),
-                        (long long) json_integer_value(json_object_get(rec, "stale_left")),
-                        units && *units ? units : "-");
         }
+        if (!any && !json)
+                fprintf(out, "No runs recorded in %s/%s.\n", state_dir, RECORD_HISTORY_FILE);
         return 0;
 }
 

@@ -11,6 +11,8 @@
 #define RECORD_MESSAGE_ID "1081ccdfd4e44403bdfd47027dcb408a"
 #define RECORD_HISTORY_FILE "history.jsonl"
 #define RECORD_SUMMARY_FILE "last-run.json"
+/* A record lists at most this many stale references (and leftovers, and references not repaired). */
+#define RECORD_MAX_LISTED 100
 
 enum record_outcome {
         OUTCOME_FIXED,    /* every stale reference resolved after the reloads */
@@ -44,7 +46,7 @@ char *record_one_line(json_t *record);
 
 /* Journal, history and summary. On failure, ret_failed_file names the file that could not be written; recording
  * never fails the run, the caller says it. */
-int record_store(const char *state_dir, json_t *record, const char **ret_failed_file);
+int record_store(const char *state_dir, json_t *record, uint64_t history_max_bytes, const char **ret_failed_file);
 
 /* Prints the history as a table (or the raw JSON lines). */
 int record_show_history(const char *state_dir, bool json, FILE *out);

@@ -38,6 +38,18 @@ static json_t *iface_to_json(const struct iface_finding *i) {
                          (json_int_t) i->n_stale, "owner", owner);
 }
 
+json_t *report_unreadable_json(const struct findings *f) {
+        json_t *a = json_array();
+        for (size_t k = 0; a && k < f->n_unreadable; k++) {
+                const struct nft_path *u = &f->unreadable[k];
+                if (json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:I}", "family", nfproto_to_string(u->family),
+                                                       "table", u->table, "chain", u->chain, "handle",
+                                                       (json_int_t) u->handles[0])) < 0)
+                        return json_decref(a), NULL;
+        }
+        return a;
+}
+
 json_t *report_json(const struct findings *f) {
         _cleanup_(json_decrefp) json_t *stale = json_array(), *ifaces = json_array(), *restarted = json_array();
         if (!stale || !ifaces || !restarted)
@@ -55,10 +67,10 @@ json_t *report_json(const struct findings *f) {
                         return NULL;
 
         /* "o" hands the arrays over, also when packing fails. */
-        return json_pack("{s:o, s:o, s:o, s:I, s:I, s:b}", "stale", TAKE_PTR(stale), "interfaces", TAKE_PTR(ifaces),
-                         "restarted_units", TAKE_PTR(restarted),
-                         "references_checked", (json_int_t) f->n_refs, "by_name_references",
-                         (json_int_t) f->n_name_refs, "snapshot", f->have_snapshot);
+        return json_pack("{s:o, s:o, s:o, s:I, s:I, s:b, s:o}", "stale", TAKE_PTR(stale), "interfaces",
+                         TAKE_PTR(ifaces), "restarted_units", TAKE_PTR(restarted), "references_checked",
+                         (json_int_t) f->n_refs, "by_name_references", (json_int_t) f->n_name_refs, "snapshot",
+                         f->have_snapshot, "unreadable", report_unreadable_json(f));
 }
 
 static void print_ref_place(const struct iface_ref *ref, FILE *out) {
@@ -72,6 +84,19 @@ static void print_ref_place(const struct iface_ref *ref, FILE *out) {
 static void print_owner(const struct tun_owner *o, FILE *out) {
         fprintf(out, "owner %s (pid %d%s%s)", o->comm[0] ? o->comm : "?", (int) o->pid, o->unit ? ", unit " : "",
                 o->unit ? o->unit : "");
+}
+
+/* "1 rule could not be read: table inet filter chain forward handle 5": what was not checked. */
+void report_unreadable(const struct findings *f, FILE *out) {
+        if (f->n_unreadable == 0)
+                return;
+        fprintf(out, "%zu rule%s could not be read (an expression this version does not know), so %s not checked:",
+                f->n_unreadable, f->n_unreadable == 1 ? "" : "s", f->n_unreadable == 1 ? "it is" : "they are");
+        for (size_t k = 0; k < f->n_unreadable && k < 10; k++)
+                fprintf(out, "%s table %s %s chain %s handle %llu", k ? "," : "",
+                        nfproto_to_string(f->unreadable[k].family), f->unreadable[k].table, f->unreadable[k].chain,
+                        (unsigned long long) f->unreadable[k].handles[0]);
+        fprintf(out, "%s\n", f->n_unreadable > 10 ? ", …" : "");
 }
 
 int report_human(const struct findings *f, FILE *out) {
@@ -94,6 +119,7 @@ int report_human(const struct findings *f, FILE *out) {
                 fputc('\n', out);
         }
 
+        report_unreadable(f, out);
         if (f->n_stale == 0) {
                 fprintf(out, "No stale interface references (%zu by index checked; %zu by name, which never go "
                              "stale).\n",

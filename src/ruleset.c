@@ -5,6 +5,7 @@
  * Raw netlink values carry the index itself: unlike nft's JSON they cannot confuse a stale index with an
  * interface named "3", or "no interface" (0) with an interface. */
 #include <arpa/inet.h>
+#include <endian.h>
 #include <libmnl/libmnl.h>
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
@@ -153,12 +154,13 @@ static void scan_done(struct scan *scan) {
 
 /* How far a scan had got: a dump interrupted half way is undone to here, then done again. */
 struct scan_mark {
-        size_t n_refs, n_name_refs, n_rule_msgs, n_rules, n_lookups;
+        size_t n_refs, n_name_refs, n_rule_msgs, n_rules, n_lookups, n_unreadable;
 };
 
 static struct scan_mark scan_mark(const struct scan *scan) {
         const struct ruleset *rs = scan->rs;
-        return (struct scan_mark){rs->n_refs, rs->n_name_refs, rs->n_rule_msgs, rs->n_rules, scan->n_lookups};
+        return (struct scan_mark){rs->n_refs,    rs->n_name_refs,  rs->n_rule_msgs,
+                                  rs->n_rules,   scan->n_lookups,  rs->n_unreadable};
 }
 
 static void refs_truncate(struct iface_ref *refs, size_t *n, size_t to) {
@@ -187,6 +189,12 @@ static void scan_rollback(struct scan *scan, const struct scan_mark *m) {
                 free(scan->lookups[i].set);
         }
         scan->n_lookups = m->n_lookups;
+        for (size_t i = m->n_unreadable; i < rs->n_unreadable; i++) {
+                free(rs->unreadable[i].table);
+                free(rs->unreadable[i].chain);
+                free(rs->unreadable[i].handles);
+        }
+        rs->n_unreadable = m->n_unreadable;
 }
 
 static int reg_slot(uint32_t reg) {
@@ -550,13 +558,59 @@ static struct nft_path *chain_find(struct scan *scan, uint8_t family, const char
         return NULL;
 }
 
+/* A rule libnftnl cannot parse (an expression newer than it, say) is skipped and kept by its place, from the
+ * raw attributes: one such rule must not hide every other rule from the check. */
+static int scan_unreadable_rule(struct scan *scan, const struct nlmsghdr *nlh) {
+        struct ruleset *rs = scan->rs;
+        const char *table = NULL, *chain = NULL;
+        uint64_t handle = 0;
+        const struct nlattr *a;
+
+        if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(struct nfgenmsg))
+                return -EBADMSG;
+        uint8_t family = ((const struct nfgenmsg *) mnl_nlmsg_get_payload(nlh))->nfgen_family;
+        mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+                switch (mnl_attr_get_type(a)) {
+                case NFTA_RULE_TABLE:
+                        table = mnl_attr_validate(a, MNL_TYPE_NUL_STRING) >= 0 ? mnl_attr_get_str(a) : NULL;
+                        break;
+                case NFTA_RULE_CHAIN:
+                        chain = mnl_attr_validate(a, MNL_TYPE_NUL_STRING) >= 0 ? mnl_attr_get_str(a) : NULL;
+                        break;
+                case NFTA_RULE_HANDLE:
+                        if (mnl_attr_validate(a, MNL_TYPE_U64) >= 0)
+                                handle = be64toh(mnl_attr_get_u64(a));
+                        break;
+                }
+        }
+        if (!table || !chain)
+                return -EBADMSG;
+        rs->n_rules++;
+        struct nft_path *c = chain_find(scan, family, table, chain);
+        if (c) {
+                if (GROW(c->handles, c->allocated_handles, c->n_handles + 1) < 0)
+                        return -ENOMEM;
+                c->handles[c->n_handles++] = handle;
+        }
+        int r = path_add(&rs->unreadable, &rs->n_unreadable, &rs->allocated_unreadable, family, table, chain);
+        if (r < 0)
+                return r;
+        struct nft_path *u = &rs->unreadable[rs->n_unreadable - 1];
+        if (GROW(u->handles, u->allocated_handles, 1) < 0)
+                return -ENOMEM;
+        u->handles[u->n_handles++] = handle;
+        log_debug("ruleset: table %s %s, chain %s, rule handle %llu could not be read; skipped",
+                  nfproto_to_string(family), table, chain, (unsigned long long) handle);
+        return 0;
+}
+
 static int scan_rule(struct scan *scan, const struct nlmsghdr *nlh) {
         struct ruleset *rs = scan->rs;
         _cleanup_(nftnl_rule_freep) struct nftnl_rule *rule = nftnl_rule_alloc();
         if (!rule)
                 return -ENOMEM;
         if (nftnl_rule_nlmsg_parse(nlh, rule) < 0)
-                return -EBADMSG;
+                return scan_unreadable_rule(scan, nlh);
 
         struct rule_walk w = {
                 .scan = scan,
@@ -1048,7 +1102,7 @@ static int ruleset_read_once(struct mnl_socket *nl, struct ruleset *rs, ruleset_
         return scan_finish(&scan);
 }
 
-#define READ_ATTEMPTS 8
+#define READ_ATTEMPTS 5
 int ruleset_read(struct ruleset *ret, ruleset_tap_t tap, void *tap_data) {
         _cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
         struct ruleset last = {}; /* the last whole reading that was not of one generation */
@@ -1312,6 +1366,7 @@ void ruleset_done(struct ruleset *rs) {
         refs_free(rs->name_refs, rs->n_name_refs);
         paths_free(rs->tables, rs->n_tables);
         paths_free(rs->chains, rs->n_chains);
+        paths_free(rs->unreadable, rs->n_unreadable);
         for (size_t i = 0; i < rs->n_rule_msgs; i++) {
                 free(rs->rules[i].table);
                 free(rs->rules[i].chain);

@@ -113,6 +113,9 @@ struct ruleset {
         size_t n_rules, n_sets;
         struct rule_msg *rules; /* rules that hold or look up an index */
         size_t n_rule_msgs, allocated_rule_msgs;
+        struct nft_path *unreadable; /* rules this libnftnl could not parse (an expression it does not know):
+                                      * chain set, handle in .handles[0]; skipped, counted, said */
+        size_t n_unreadable, allocated_unreadable;
         struct ifindex_set *sets; /* sets that can hold an index, sorted by family, table, name */
         size_t n_ifindex_sets, allocated_ifindex_sets;
         uint32_t genid; /* the generation the whole read saw: a change computed from it carries it */

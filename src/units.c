@@ -2,6 +2,7 @@
 /* units.c: ListUnitsByPatterns, InvocationID, dependency and Exec properties through sd-bus. */
 #include <string.h>
 #include <systemd/sd-bus.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -23,9 +24,21 @@ static void strv_free(char **l) {
         free(l);
 }
 
+int running_in_chroot(void) {
+        struct stat root, init_root;
+        /* What systemd does: the root PID 1 sees is ours unless we are chrooted. Without /proc there is no telling,
+         * which counts as a chroot: acting on a network that may not be this system's is the worse mistake. */
+        if (stat("/proc/1/root", &init_root) < 0 || stat("/", &root) < 0)
+                return 1;
+        return root.st_dev != init_root.st_dev || root.st_ino != init_root.st_ino;
+}
+
 int systemd_running(void) {
-        /* What sd_booted() checks, and what systemctl needs. */
-        return access("/run/systemd/system/", F_OK) < 0 ? -ENOMEDIUM : 0;
+        /* What sd_booted() checks, and what systemctl needs; in a chroot with /run bind-mounted (a common rescue
+         * recipe) /run/systemd/system is the host's, and so is the network: that is not running here either. */
+        if (access("/run/systemd/system/", F_OK) < 0 || running_in_chroot() != 0)
+                return -ENOMEDIUM;
+        return 0;
 }
 
 int units_bus_open(sd_bus **ret) {

@@ -13,6 +13,8 @@ typedef struct sd_bus sd_bus;
 
 /* 0 when systemd runs as the system manager here, -ENOMEDIUM when not (chroot, container without it, build). */
 int systemd_running(void);
+/* 1 when this process's root is not PID 1's (or /proc is not there to tell), 0 when it is. */
+int running_in_chroot(void);
 
 /* Connects with a bounded method-call timeout, so a wedged bus cannot hang apt. */
 int units_bus_open(sd_bus **ret);

@@ -280,6 +280,18 @@ replay_product() {
 	# once from the dpkg trigger, once from the Post-Invoke hook, and nothing else of ours
 	ct_check "chroot: the trigger and the hook each say they skipped, in one line" \
 		test "$(grep -c '^reconcile-after-upgrade:' <<<"$out") $(grep -c '^reconcile-after-upgrade: systemd is not running here (chroot or image build): skipped.$' <<<"$out")" = "2 2"
+
+	# A rescue chroot, the common recipe: /proc and /run bind-mounted, so /run/systemd/system is there (the running
+	# system's). The chroot's root is not PID 1's: still skipped. (In a network namespace of its own: were it not
+	# skipped, it could not touch the host's rules.)
+	mount --bind "/proc/$CT_PID1/root/run" "$CT_ROOT/run" && mount -t proc proc "$CT_ROOT/proc"
+	out=$(unshare -n chroot "$CT_ROOT" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --reinstall tailscale=1.1 2>&1 </dev/null)
+	rc=$?
+	umount "$CT_ROOT/proc" "$CT_ROOT/run"
+	ct_diag "rescue chroot (with /proc and /run) apt-get install --reinstall (exit $rc):" "$(grep '^reconcile' <<<"$out")"
+	ct_check "rescue chroot with /run bind-mounted: apt exits 0, and the trigger and the hook still skip" \
+		test "$rc $(grep -c '^reconcile-after-upgrade: systemd is not running here (chroot or image build): skipped.$' <<<"$out")" = "0 2"
 	ct_check "the container powered off cleanly" ct_poweroff
 }
 

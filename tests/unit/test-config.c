@@ -30,6 +30,7 @@ static void test_shipped_file_is_the_defaults(void **state) {
         assert_int_equal(c.repair, REPAIR_AUTO);
         assert_false(c.allow_flush);
         assert_int_equal(c.interface_wait_ms, 5000);
+        assert_int_equal(c.history_max_bytes, 4u << 20);
         assert_int_equal(c.n_table_units + c.n_daemon_units + c.n_never_touch, 0);
         config_done(&c);
 }
@@ -51,13 +52,14 @@ static void test_every_key(void **state) {
         assert_int_equal(c.repair, REPAIR_REBIND);
         assert_true(c.allow_flush);
         assert_int_equal(c.interface_wait_ms, 250);
+        assert_int_equal(c.history_max_bytes, 512u << 10);
         config_done(&c);
 }
 
 static void test_malformed_values_fall_back(void **state) {
         struct config c;
-        /* nine malformed values, each its default; the good list item is kept */
-        load("malformed.conf", &c, 9);
+        /* ten malformed values, each its default; the good list item is kept */
+        load("malformed.conf", &c, 10);
         assert_int_equal(c.mode, MODE_RECONCILE);
         assert_int_equal(c.job_timeout_ms, 30000);
         assert_int_equal(c.time_budget_ms, 60000);
