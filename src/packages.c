@@ -77,6 +77,9 @@ static int seen_set_add(struct seen_set *s, const char *action, const char *pack
         return 1;
 }
 
+/* A logger waits at most this for a run that is taking the events (a rename and a read). */
+#define EVENTS_LOCK_TIMEOUT_MS 5000
+
 static int event_append(const char *run_dir, const char *action, const char *package, const char *version_before) {
         _cleanup_(json_decrefp) json_t *event =
                 json_pack("{s:I, s:s, s:s, s:o}", "time", (json_int_t) time(NULL), "package", package, "action",
@@ -86,6 +89,11 @@ static int event_append(const char *run_dir, const char *action, const char *pac
                 return -ENOMEM;
         size_t len = strlen(text);
         text[len] = '\n'; /* json_dumps leaves room: the NUL is not written */
+        /* Under the events lock: a run taking the events (rename, read) never leaves this append in a file it has
+         * already read. */
+        _cleanup_close_ int lock = file_lock(run_dir, PACKAGES_EVENTS_LOCK, EVENTS_LOCK_TIMEOUT_MS);
+        if (lock < 0)
+                return lock;
         return file_append(run_dir, PACKAGES_EVENTS_FILE, text, len + 1);
 }
 
@@ -179,10 +187,16 @@ int package_changes_take(const char *run_dir, struct package_changes *ret) {
         *ret = (struct package_changes){};
         if (dfd < 0)
                 return -errno;
+        /* Serialised with the status-logger's appends: every event is either in the file taken, whole, or
+         * arrives in the next one; none is lost, none counted twice. */
+        _cleanup_close_ int lock = file_lock(run_dir, PACKAGES_EVENTS_LOCK, EVENTS_LOCK_TIMEOUT_MS);
+        if (lock < 0)
+                return lock;
         if (renameat(dfd, PACKAGES_EVENTS_FILE, dfd, taken) < 0)
                 return errno == ENOENT ? 0 : -errno;
         r = file_read(run_dir, taken, EVENTS_MAX_SIZE, &text, NULL);
         (void) unlinkat(dfd, taken, 0);
+        lock = safe_close(lock);
         if (r < 0)
                 return r;
         for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save))

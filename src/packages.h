@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #define PACKAGES_EVENTS_FILE "dpkg-events.jsonl"
+#define PACKAGES_EVENTS_LOCK "dpkg-events.lock"
 
 /* One "processing: ACTION: PACKAGE" line of dpkg's --status-fd format: returns 1 and the two words (pointing into
  * line, which is modified), 0 for every other line. */

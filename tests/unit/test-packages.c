@@ -3,6 +3,7 @@
  * libapt-pkg tag parser, and unit file → package through file lists, on a miniature dpkg database. */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <cmocka.h>
@@ -10,6 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "apt-shim.h"
 #include "fileio.h"
@@ -87,6 +91,56 @@ static void test_consume_and_take(void **state) {
         remove_run_dir(dir);
 }
 
+/* A status-logger appending while runs take the events: every event is taken once, none lost (before the
+ * events lock, an append into the file a run had just renamed and read was lost), none twice. */
+static void test_take_while_logging(void **state) {
+        enum { N = 3000 };
+        char dir[64];
+        int pipefd[2];
+        make_run_dir(dir);
+        assert_int_equal(pipe(pipefd), 0);
+        /* the whole stream first (the pipe made big enough): the logger then runs flat out on its own */
+        assert_true(fcntl(pipefd[1], F_SETPIPE_SZ, 1 << 20) >= (1 << 17));
+        FILE *out = fdopen(pipefd[1], "w");
+        assert_non_null(out);
+        for (int i = 0; i < N; i++)
+                fprintf(out, "processing: install: p%d\n", i);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                fclose(out);
+                FILE *in = fdopen(pipefd[0], "r");
+                _exit(in && dpkg_status_consume(in, dir, DPKG "/status") == 0 ? 0 : 1);
+        }
+        close(pipefd[0]);
+        fclose(out);
+
+        static bool seen[N];
+        size_t taken = 0, doubled = 0;
+        bool done = false;
+        while (!done) {
+                int status;
+                /* the last take after the logger exited collects what it wrote last */
+                if (waitpid(pid, &status, WNOHANG) == pid) {
+                        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+                        done = true;
+                }
+                struct package_changes c;
+                assert_int_equal(package_changes_take(dir, &c), 0);
+                for (size_t k = 0; k < c.n_changes; k++) {
+                        int n = atoi(c.changes[k].name + 1);
+                        assert_true(n >= 0 && n < N);
+                        doubled += seen[n];
+                        seen[n] = true;
+                        taken++;
+                }
+                package_changes_done(&c);
+        }
+        assert_int_equal(doubled, 0);
+        assert_int_equal(taken, N);
+        remove_run_dir(dir);
+}
+
 static void test_take_skips_a_torn_line(void **state) {
         char dir[64];
         struct package_changes c;
@@ -125,7 +179,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_line_parse),       cmocka_unit_test(test_versions),
                 cmocka_unit_test(test_consume_and_take), cmocka_unit_test(test_take_skips_a_torn_line),
-                cmocka_unit_test(test_owning),
+                cmocka_unit_test(test_owning),           cmocka_unit_test(test_take_while_logging),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
