@@ -113,7 +113,7 @@ int file_append(const char *dir, const char *name, const void *data, size_t size
         if (dfd < 0)
                 return dfd;
 
-        _cleanup_close_ int fd = openat(dfd, name, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        _cleanup_close_ int fd = openat(dfd, name, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
         if (fd < 0)
                 return negative_errno();
         struct stat st;
@@ -122,9 +122,16 @@ int file_append(const char *dir, const char *name, const void *data, size_t size
         if (!S_ISREG(st.st_mode))
                 return -EBADFD;
 
+        /* A record starts on a line of its own, even after a torn last line (a crash, a full disk elsewhere). */
+        char last = '\n';
+        if (st.st_size > 0 && pread(fd, &last, 1, st.st_size - 1) != 1)
+                last = '\n';
+        int r = last == '\n' ? 0 : write_all(fd, "\n", 1);
+
         /* A whole record or nothing: a short write (a full disk) is cut off again, so that the next record does
          * not end up glued to half of this one. */
-        int r = write_all(fd, data, size);
+        if (r >= 0)
+                r = write_all(fd, data, size);
         if (r >= 0 && fsync(fd) < 0)
                 r = negative_errno();
         if (r < 0) {

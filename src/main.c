@@ -293,23 +293,29 @@ static int cmd_history(const struct context *ctx) {
 }
 
 /* Set once from the configuration, before the alarm can fire: a signal handler may only write what exists. */
-static char hook_timeout_line[160];
+static char budget_line[160];
+static int budget_exit;
 
-static void hook_timeout(int sig) {
+static void budget_spent(int sig) {
         (void) sig;
-        /* apt must go on: say it in one line, and exit 0 as every hook does. */
-        (void) !write(STDOUT_FILENO, hook_timeout_line, strlen(hook_timeout_line));
-        _exit(0);
+        /* Under a hook apt must go on: one line, exit 0 as every hook does; by hand, exit 2 (an error). */
+        (void) !write(budget_exit ? STDERR_FILENO : STDOUT_FILENO, budget_line, strlen(budget_line));
+        _exit(budget_exit);
+}
+
+/* Every run is bounded by the time budget: a wedged bus or kernel must not hold apt, or a shell, forever. */
+static void budget_begin(const struct context *ctx) {
+        unsigned budget_s = (ctx->config.time_budget_ms + 999) / 1000;
+        snprintf(budget_line, sizeof(budget_line),
+                 "reconcile-after-upgrade: gave up after %u s (Reconcile-After-Upgrade::Time-Budget)%s\n", budget_s,
+                 ctx->hook ? "; run 'reconcile-after-upgrade' by hand." : ".");
+        budget_exit = ctx->hook ? 0 : EXIT_ERROR;
+        (void) signal(SIGALRM, budget_spent);
+        alarm(budget_s);
 }
 
 /* Under apt or dpkg: bounded by the time budget, quiet unless something happened, and never a failure. */
 static void hook_begin(struct context *ctx) {
-        unsigned budget_s = (ctx->config.time_budget_ms + 999) / 1000;
-        snprintf(hook_timeout_line, sizeof(hook_timeout_line),
-                 "reconcile-after-upgrade: gave up after %u s (Reconcile-After-Upgrade::Time-Budget); "
-                 "run 'reconcile-after-upgrade' by hand.\n", budget_s);
-        (void) signal(SIGALRM, hook_timeout);
-        alarm(budget_s);
         if (log_get_max_level() < LOG_DEBUG)
                 log_set_max_level(LOG_ERR);
         ctx->quiet = true;
@@ -363,11 +369,14 @@ int main(int argc, char *argv[]) {
 
         /* A malformed value has been reported and replaced by its default: go on. */
         (void) config_load(NULL, &ctx.config);
+        const char *cmd = optind < argc ? argv[optind] : NULL;
+        /* Not the status-logger: it lives as long as dpkg's run, and must read its stream to the end. */
+        if (!cmd || !streq(cmd, "dpkg-status"))
+                budget_begin(&ctx);
         if (ctx.hook)
                 hook_begin(&ctx);
 
         _cleanup_(json_decrefp) json_t *record = NULL;
-        const char *cmd = optind < argc ? argv[optind] : NULL;
         if (!cmd)
                 r = cmd_reconcile(&ctx, &record);
         else if (streq(cmd, "snapshot"))

@@ -95,7 +95,7 @@ static void observe_units(struct pipeline_result *res, const struct owner_table 
         }
         r = units_bus_open(&bus);
         if (r < 0) {
-                note(res, LOG_WARNING, r, "Failed to connect to the system bus, not reading units: %m");
+                note(res, LOG_WARNING, r, "The system bus did not answer (%m): not reading units.");
                 return;
         }
         r = units_list_invocations(bus, patterns, ret);

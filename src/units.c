@@ -2,7 +2,9 @@
 /* units.c: ListUnitsByPatterns, InvocationID, dependency and Exec properties through sd-bus. */
 #include <string.h>
 #include <systemd/sd-bus.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -10,6 +12,8 @@
 #include "units.h"
 
 #define BUS_TIMEOUT_USEC (5 * 1000 * 1000ULL)
+/* The first call: a bus that does not answer this is not used at all (each call would wait its own timeout) */
+#define BUS_PROBE_TIMEOUT_USEC (2 * 1000 * 1000ULL)
 #define SYSTEMD_DEST "org.freedesktop.systemd1"
 #define SYSTEMD_PATH "/org/freedesktop/systemd1"
 #define MANAGER_IFACE "org.freedesktop.systemd1.Manager"
@@ -26,9 +30,14 @@ static void strv_free(char **l) {
 
 int running_in_chroot(void) {
         struct stat root, init_root;
-        /* What systemd does: the root PID 1 sees is ours unless we are chrooted. Without /proc there is no telling,
-         * which counts as a chroot: acting on a network that may not be this system's is the worse mistake. */
-        if (stat("/proc/1/root", &init_root) < 0 || stat("/", &root) < 0)
+        /* What systemd does: the root PID 1 sees is ours unless we are chrooted. Opened, not stat()ed: where PID 1
+         * may not be looked at (another user namespace), stat() answers for the /proc entry itself. Not allowed to
+         * look: as systemd, not a chroot. No /proc at all (debootstrap, a bare chroot): there is no telling, and
+         * acting on a network that may not be this system's is the worse mistake. */
+        _cleanup_close_ int fd = open("/proc/1/root", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return errno == EACCES || errno == EPERM ? 0 : 1;
+        if (fstat(fd, &init_root) < 0 || stat("/", &root) < 0)
                 return 1;
         return root.st_dev != init_root.st_dev || root.st_ino != init_root.st_ino;
 }
@@ -41,9 +50,41 @@ int systemd_running(void) {
         return 0;
 }
 
+static uint64_t now_usec_monotonic(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
 int units_bus_open(sd_bus **ret) {
-        _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_close_unrefp) sd_bus *bus = NULL;
+        _cleanup_(sd_bus_message_unrefp) sd_bus_message *call = NULL, *reply = NULL;
+        sd_bus_error error = SD_BUS_ERROR_NULL;
         int r = sd_bus_open_system(&bus);
+        if (r < 0)
+                return r;
+        /* The connection's own handshake (authentication, Hello) is not bounded by a call's timeout, but by
+         * sd-bus's 90 s: wait for it here, against the probe's bound. */
+        uint64_t deadline = now_usec_monotonic() + BUS_PROBE_TIMEOUT_USEC;
+        while ((r = sd_bus_is_ready(bus)) == 0) {
+                uint64_t now = now_usec_monotonic();
+                if ((r = sd_bus_process(bus, NULL)) < 0)
+                        return r;
+                if (r > 0)
+                        continue;
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                if ((r = sd_bus_wait(bus, deadline - now)) < 0)
+                        return r;
+        }
+        if (r < 0)
+                return r;
+        /* One short call first: a bus that accepts and never answers (a hung dbus-daemon, a dying system) is told
+         * apart at once, instead of by every later call's own timeout. */
+        r = sd_bus_message_new_method_call(bus, &call, SYSTEMD_DEST, SYSTEMD_PATH, "org.freedesktop.DBus.Peer", "Ping");
+        if (r >= 0)
+                r = sd_bus_call(bus, call, BUS_PROBE_TIMEOUT_USEC, &error, &reply);
+        sd_bus_error_free(&error);
         if (r < 0)
                 return r;
         r = sd_bus_set_method_call_timeout(bus, BUS_TIMEOUT_USEC);

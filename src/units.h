@@ -16,7 +16,8 @@ int systemd_running(void);
 /* 1 when this process's root is not PID 1's (or /proc is not there to tell), 0 when it is. */
 int running_in_chroot(void);
 
-/* Connects with a bounded method-call timeout, so a wedged bus cannot hang apt. */
+/* Connects with a bounded method-call timeout, so a wedged bus cannot hang apt; -ETIMEDOUT at once (2 s) when the
+ * bus, or systemd on it, does not answer. */
 int units_bus_open(sd_bus **ret);
 
 struct unit_invocation {
