@@ -4,6 +4,7 @@
 
 #include "diagnose.h"
 #include "macro.h"
+#include "names.h"
 
 void observation_done(struct observation *o) {
         link_table_done(&o->links);
@@ -192,9 +193,9 @@ json_t *ruleset_lost(const struct ruleset *before, const struct ruleset *after) 
         json_t *lost = json_array();
         for (size_t i = 0; lost && i < before->n_tables; i++)
                 if (!path_in(after->tables, after->n_tables, &before->tables[i]) &&
-                    json_array_append_new(lost, json_pack("{s:s, s:s}", "family",
+                    json_array_append_new(lost, json_pack("{s:s, s:o}", "family",
                                                           nfproto_to_string(before->tables[i].family), "table",
-                                                          before->tables[i].table)) < 0)
+                                                          json_name(before->tables[i].table))) < 0)
                         return json_decref(lost), NULL;
         for (size_t i = 0; lost && i < before->n_chains; i++) {
                 const struct nft_path *c = &before->chains[i];
@@ -202,8 +203,9 @@ json_t *ruleset_lost(const struct ruleset *before, const struct ruleset *after) 
                 /* a chain of a lost table is already said */
                 if (path_in(after->chains, after->n_chains, c) || !path_in(after->tables, after->n_tables, &table))
                         continue;
-                if (json_array_append_new(lost, json_pack("{s:s, s:s, s:s}", "family", nfproto_to_string(c->family),
-                                                          "table", c->table, "chain", c->chain)) < 0)
+                if (json_array_append_new(lost, json_pack("{s:s, s:o, s:o}", "family", nfproto_to_string(c->family),
+                                                          "table", json_name(c->table), "chain",
+                                                          json_name(c->chain))) < 0)
                         return json_decref(lost), NULL;
         }
         return lost;

@@ -8,13 +8,14 @@
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
+#include "names.h"
 #include "pipeline.h"
 #include "rebind.h"
 #include "units.h"
 
 #define LOCK_TIMEOUT_MS 30000
 
-static void note_va(struct pipeline_result *r, int level, int error, const char *format, va_list ap) {
+_printf_(4, 0) static void note_va(struct pipeline_result *r, int level, int error, const char *format, va_list ap) {
         char *text = NULL;
         errno = error < 0 ? -error : error; /* %m shows the error given */
         if (vasprintf(&text, format, ap) < 0)
@@ -304,16 +305,16 @@ static bool actions_any(const struct reconcile_result *res, enum reload_state st
 /* The place of a stale reference, for the record: rule (chain, handle) or set element (set, index). */
 static json_t *ref_place(const struct stale_ref *s) {
         const struct iface_ref *ref = s->ref;
-        json_t *j = json_pack("{s:s, s:s}", "family", nfproto_to_string(ref->family), "table", ref->table);
+        json_t *j = json_pack("{s:s, s:o}", "family", nfproto_to_string(ref->family), "table", json_name(ref->table));
         if (!j)
                 return NULL;
         if (ref->chain) {
-                if (json_object_set_new(j, "chain", json_string(ref->chain)) < 0 ||
+                if (json_object_set_new(j, "chain", json_name(ref->chain)) < 0 ||
                     json_object_set_new(j, "handle", json_integer((json_int_t) ref->handle)) < 0)
                         return json_decref(j), NULL;
-        } else if (json_object_set_new(j, "set", json_string(ref->set)) < 0 ||
+        } else if (json_object_set_new(j, "set", json_name(ref->set)) < 0 ||
                    json_object_set_new(j, "ifindex", json_integer(ref->ifindex)) < 0 ||
-                   json_object_set_new(j, "was", json_string_or_null(s->was)) < 0)
+                   json_object_set_new(j, "was", json_name(s->was[0] ? s->was : NULL)) < 0)
                 return json_decref(j), NULL;
         return j;
 }
@@ -342,7 +343,7 @@ static int plan_lists(const struct findings *f, const struct rebind_plan *plan, 
                                             json_object_set_new(e, "pruned", json_boolean(fix->kind == FIX_PRUNE))
                                   : json_object_set_new(e, "why", json_string(fix->why)) |
                                             json_object_set_new(e, "ifindex", json_integer(ref->ifindex)) |
-                                            json_object_set_new(e, "was", json_string_or_null(f->stale[k].was));
+                                            json_object_set_new(e, "was", json_name(f->stale[k].was[0] ? f->stale[k].was : NULL));
                 if (r < 0 || json_array_append_new(list, e) < 0)
                         return -ENOMEM;
         }
@@ -524,7 +525,7 @@ static int wait_for_interfaces(const struct pipeline_options *opt, struct pipeli
         double seconds = (double) (monotonic_usec() - start) / 1e6;
         json_t *list = json_array();
         for (size_t i = 0; list && i < n; i++)
-                json_array_append_new(list, json_string(names[i]));
+                json_array_append_new(list, json_name(names[i]));
         res->waited = json_pack("{s:o?, s:f, s:b}", "interfaces", list, "seconds", seconds, "came_back", r >= 0);
         if (r == -ETIMEDOUT)
                 note(res, LOG_WARNING, 0, "%s%s did not come back within %.1f s (Reconcile-After-Upgrade::Interface-Wait).",

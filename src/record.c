@@ -7,6 +7,7 @@
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
+#include "names.h"
 #include "record.h"
 #include "report.h"
 
@@ -29,11 +30,13 @@ static json_t *stale_list(const struct findings *f) {
         json_t *a = json_array();
         for (size_t k = 0; a && k < f->n_stale && k < RECORD_MAX_LISTED; k++) {
                 const struct iface_ref *ref = f->stale[k].ref;
-                json_t *e = json_pack("{s:s, s:s, s:s?, s:s?, s:I, s:s, s:I, s:o, s:o}", "family",
-                                      nfproto_to_string(ref->family), "table", ref->table, "chain", ref->chain, "set",
-                                      ref->set, "handle", (json_int_t) ref->handle, "key", ref_key_to_string(ref->key),
-                                      "ifindex", (json_int_t) ref->ifindex, "was", json_string_or_null(f->stale[k].was),
-                                      "now_held_by", json_string_or_null(f->stale[k].now_held_by));
+                const char *was = f->stale[k].was, *held_by = f->stale[k].now_held_by;
+                json_t *e = json_pack("{s:s, s:o, s:o, s:o, s:I, s:s, s:I, s:o, s:o}", "family",
+                                      nfproto_to_string(ref->family), "table", json_name(ref->table), "chain",
+                                      json_name(ref->chain), "set", json_name(ref->set), "handle",
+                                      (json_int_t) ref->handle, "key", ref_key_to_string(ref->key), "ifindex",
+                                      (json_int_t) ref->ifindex, "was", json_name(was[0] ? was : NULL), "now_held_by",
+                                      json_name(held_by[0] ? held_by : NULL));
                 if (json_array_append_new(a, e) < 0) {
                         json_decref(a);
                         return NULL;
@@ -60,9 +63,10 @@ static const char *action_state(const struct action *a) {
 }
 
 static json_t *action_to_json(const struct action *a) {
-        json_t *j = json_pack("{s:s, s:s, s:s?, s:s?, s:s, s:s?, s:s}", "family", a->plan.family, "table", a->plan.table,
-                              "unit", a->plan.unit, "unit_why", a->plan.why, "repair", table_repair_to_string(a->repair),
-                              "why", a->why, "state", action_state(a));
+        json_t *j = json_pack("{s:s, s:o, s:o, s:o, s:s, s:o, s:s}", "family", a->plan.family, "table",
+                              json_name(a->plan.table), "unit", json_name(a->plan.unit), "unit_why",
+                              json_name(a->plan.why), "repair", table_repair_to_string(a->repair), "why",
+                              json_name(a->why), "state", action_state(a));
         if (!j)
                 return NULL;
         if (a->reload != RELOAD_NONE &&
@@ -71,11 +75,11 @@ static json_t *action_to_json(const struct action *a) {
                                                        "seconds", (double) a->result.duration_usec / 1e6)) < 0)
                 return json_decref(j), NULL;
         if ((a->rebind != REBIND_NONE || a->kept) &&
-            json_object_set_new(j, "rebind", json_pack("{s:s, s:I, s:I, s:I, s:b, s:s?}", "state",
+            json_object_set_new(j, "rebind", json_pack("{s:s, s:I, s:I, s:I, s:b, s:o}", "state",
                                                        rebind_state_to_string(a->rebind), "rebound",
                                                        (json_int_t) a->rebound, "pruned", (json_int_t) a->pruned,
                                                        "kept", (json_int_t) a->kept, "exact", a->exact, "error",
-                                                       a->rebind_error)) < 0)
+                                                       json_name(a->rebind_error))) < 0)
                 return json_decref(j), NULL;
         return j;
 }
@@ -103,7 +107,7 @@ json_t *record_build(const struct record_input *in) {
                         return NULL;
         for (size_t k = 0; k < found->n_ifaces; k++) {
                 const struct iface_finding *i = &found->ifaces[k];
-                if (json_array_append_new(ifaces, json_pack("{s:s, s:s, s:I, s:o, s:s?}", "name", i->name, "change",
+                if (json_array_append_new(ifaces, json_pack("{s:o, s:s, s:I, s:o, s:s?}", "name", json_name(i->name), "change",
                                                             i->change == IFACE_RECREATED ? "recreated" : "vanished",
                                                             "old_ifindex", (json_int_t) i->old_ifindex, "new_ifindex",
                                                             i->new_ifindex ? json_integer(i->new_ifindex) : json_null(),

@@ -4,6 +4,7 @@
 
 #include "json-util.h"
 #include "macro.h"
+#include "names.h"
 #include "report.h"
 
 static const char *iface_change_to_string(enum iface_change c) {
@@ -15,24 +16,25 @@ static json_t *stale_to_json(const struct stale_ref *s) {
         json_t *now = s->now >= 0 ? json_integer(s->now) : json_null();
 
         if (ref->chain)
-                return json_pack("{s:s, s:s, s:s, s:I, s:s, s:I, s:b, s:o, s:o, s:o}", "family",
-                                 nfproto_to_string(ref->family), "table", ref->table, "chain", ref->chain, "handle",
-                                 (json_int_t) ref->handle, "key", ref_key_to_string(ref->key), "ifindex",
-                                 (json_int_t) ref->ifindex, "negated", ref->negated, "was",
-                                 json_string_or_null(s->was), "now", now, "now_held_by",
-                                 json_string_or_null(s->now_held_by));
-        return json_pack("{s:s, s:s, s:s, s:s, s:I, s:b, s:o, s:o, s:o}", "family", nfproto_to_string(ref->family),
-                         "table", ref->table, "set", ref->set, "key", ref_key_to_string(ref->key), "ifindex",
-                         (json_int_t) ref->ifindex, "negated", ref->negated, "was", json_string_or_null(s->was),
-                         "now", now, "now_held_by", json_string_or_null(s->now_held_by));
+                return json_pack("{s:s, s:o, s:o, s:I, s:s, s:I, s:b, s:o, s:o, s:o}", "family",
+                                 nfproto_to_string(ref->family), "table", json_name(ref->table), "chain",
+                                 json_name(ref->chain), "handle", (json_int_t) ref->handle, "key",
+                                 ref_key_to_string(ref->key), "ifindex", (json_int_t) ref->ifindex, "negated",
+                                 ref->negated, "was", json_name(s->was[0] ? s->was : NULL), "now", now, "now_held_by",
+                                 json_name(s->now_held_by[0] ? s->now_held_by : NULL));
+        return json_pack("{s:s, s:o, s:o, s:s, s:I, s:b, s:o, s:o, s:o}", "family", nfproto_to_string(ref->family),
+                         "table", json_name(ref->table), "set", json_name(ref->set), "key", ref_key_to_string(ref->key),
+                         "ifindex", (json_int_t) ref->ifindex, "negated", ref->negated, "was",
+                         json_name(s->was[0] ? s->was : NULL), "now", now, "now_held_by",
+                         json_name(s->now_held_by[0] ? s->now_held_by : NULL));
 }
 
 static json_t *iface_to_json(const struct iface_finding *i) {
-        json_t *owner = i->owner ? json_pack("{s:i, s:s, s:s?}", "pid", (int) i->owner->pid, "command",
-                                             i->owner->comm, "unit", i->owner->unit)
+        json_t *owner = i->owner ? json_pack("{s:i, s:o, s:s?}", "pid", (int) i->owner->pid, "command",
+                                             json_name(i->owner->comm), "unit", i->owner->unit)
                                  : json_null();
-        return json_pack("{s:s, s:s, s:s, s:I, s:o, s:I, s:o}", "name", i->name, "change",
-                         iface_change_to_string(i->change), "kind", i->kind, "old_ifindex",
+        return json_pack("{s:o, s:s, s:o, s:I, s:o, s:I, s:o}", "name", json_name(i->name), "change",
+                         iface_change_to_string(i->change), "kind", json_name(i->kind), "old_ifindex",
                          (json_int_t) i->old_ifindex, "new_ifindex",
                          i->new_ifindex ? json_integer(i->new_ifindex) : json_null(), "stale_references",
                          (json_int_t) i->n_stale, "owner", owner);
@@ -42,8 +44,8 @@ json_t *report_unreadable_json(const struct findings *f) {
         json_t *a = json_array();
         for (size_t k = 0; a && k < f->n_unreadable; k++) {
                 const struct nft_path *u = &f->unreadable[k];
-                if (json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:I}", "family", nfproto_to_string(u->family),
-                                                       "table", u->table, "chain", u->chain, "handle",
+                if (json_array_append_new(a, json_pack("{s:s, s:o, s:o, s:I}", "family", nfproto_to_string(u->family),
+                                                       "table", json_name(u->table), "chain", json_name(u->chain), "handle",
                                                        (json_int_t) u->handles[0])) < 0)
                         return json_decref(a), NULL;
         }
@@ -75,14 +77,14 @@ json_t *report_json(const struct findings *f) {
 
 static void print_ref_place(const struct iface_ref *ref, FILE *out) {
         if (ref->chain)
-                fprintf(out, "table %s %s, chain %s, rule handle %llu", nfproto_to_string(ref->family), ref->table,
-                        ref->chain, (unsigned long long) ref->handle);
+                fprintf(out, "table %s %s, chain %s, rule handle %llu", nfproto_to_string(ref->family),
+                        NAME(ref->table), NAME(ref->chain), (unsigned long long) ref->handle);
         else
-                fprintf(out, "table %s %s, set %s", nfproto_to_string(ref->family), ref->table, ref->set);
+                fprintf(out, "table %s %s, set %s", nfproto_to_string(ref->family), NAME(ref->table), NAME(ref->set));
 }
 
 static void print_owner(const struct tun_owner *o, FILE *out) {
-        fprintf(out, "owner %s (pid %d%s%s)", o->comm[0] ? o->comm : "?", (int) o->pid, o->unit ? ", unit " : "",
+        fprintf(out, "owner %s (pid %d%s%s)", o->comm[0] ? NAME(o->comm) : "?", (int) o->pid, o->unit ? ", unit " : "",
                 o->unit ? o->unit : "");
 }
 
@@ -94,7 +96,8 @@ void report_unreadable(const struct findings *f, FILE *out) {
                 f->n_unreadable, f->n_unreadable == 1 ? "" : "s", f->n_unreadable == 1 ? "it is" : "they are");
         for (size_t k = 0; k < f->n_unreadable && k < 10; k++)
                 fprintf(out, "%s table %s %s chain %s handle %llu", k ? "," : "",
-                        nfproto_to_string(f->unreadable[k].family), f->unreadable[k].table, f->unreadable[k].chain,
+                        nfproto_to_string(f->unreadable[k].family), NAME(f->unreadable[k].table),
+                        NAME(f->unreadable[k].chain),
                         (unsigned long long) f->unreadable[k].handles[0]);
         fprintf(out, "%s\n", f->n_unreadable > 10 ? ", …" : "");
 }
@@ -109,9 +112,10 @@ int report_human(const struct findings *f, FILE *out) {
         for (size_t k = 0; k < f->n_ifaces; k++) {
                 const struct iface_finding *i = &f->ifaces[k];
                 if (i->change == IFACE_RECREATED)
-                        fprintf(out, "%s was re-created: index %u -> %u", i->name, i->old_ifindex, i->new_ifindex);
+                        fprintf(out, "%s was re-created: index %u -> %u", NAME(i->name), i->old_ifindex,
+                                i->new_ifindex);
                 else
-                        fprintf(out, "%s (index %u) is gone", i->name, i->old_ifindex);
+                        fprintf(out, "%s (index %u) is gone", NAME(i->name), i->old_ifindex);
                 if (i->owner) {
                         fputs(", ", out);
                         print_owner(i->owner, out);
@@ -138,12 +142,12 @@ int report_human(const struct findings *f, FILE *out) {
                 if (!s->was[0])
                         fputs(" (unknown interface)", out);
                 else if (s->now >= 0)
-                        fprintf(out, " (was %s, now index %lld)", s->was, (long long) s->now);
+                        fprintf(out, " (was %s, now index %lld)", NAME(s->was), (long long) s->now);
                 else
-                        fprintf(out, " (was %s, which is gone)", s->was);
+                        fprintf(out, " (was %s, which is gone)", NAME(s->was));
                 if (s->now_held_by[0])
                         fprintf(out, "; index %u is %s's now: the rule matches the wrong interface", s->ref->ifindex,
-                                s->now_held_by);
+                                NAME(s->now_held_by));
                 fputc('\n', out);
         }
 
@@ -157,7 +161,7 @@ int report_human(const struct findings *f, FILE *out) {
                 if (!seen)
                         fprintf(out, "  table %s %s: restart the unit or rerun the script that loads it "
                                      "(e.g. systemctl restart nftables.service)\n",
-                                nfproto_to_string(ref->family), ref->table);
+                                nfproto_to_string(ref->family), NAME(ref->table));
         }
         fputs("Rules written with iifname/oifname match by name and survive re-created interfaces.\n", out);
         return 0;

@@ -6,6 +6,7 @@
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
+#include "names.h"
 #include "state.h"
 
 #define STATE_MAX_SIZE (64u * 1024 * 1024)
@@ -26,8 +27,8 @@ static int json_write(const char *dir, const char *name, json_t *root) {
 }
 
 static json_t *link_to_json(const struct link *l) {
-        return json_pack("{s:I, s:s, s:s, s:b}", "ifindex", (json_int_t) l->ifindex, "name", l->name, "kind", l->kind,
-                         "up", l->up);
+        return json_pack("{s:I, s:o, s:o, s:b}", "ifindex", (json_int_t) l->ifindex, "name", json_name(l->name), "kind",
+                         json_name(l->kind), "up", l->up);
 }
 
 int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *links, const struct ruleset *rs,
@@ -49,20 +50,20 @@ int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *l
         for (size_t i = 0; i < rs->n_refs; i++) {
                 const struct iface_ref *ref = &rs->refs[i];
                 const struct link *l = links_by_index(links, ref->ifindex);
-                json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s?}", "family", nfproto_to_string(ref->family),
-                                      "table", ref->table, "key", ref_key_to_string(ref->key), "ifindex",
+                json_t *j = json_pack("{s:s, s:o, s:s, s:I, s:I, s:o}", "family", nfproto_to_string(ref->family),
+                                      "table", json_name(ref->table), "key", ref_key_to_string(ref->key), "ifindex",
                                       (json_int_t) ref->ifindex, "handle", (json_int_t) ref->handle, "resolves_to",
-                                      l ? l->name : NULL);
-                if (!j || (ref->chain && json_object_set_new(j, "chain", json_string(ref->chain)) < 0) ||
-                    (ref->set && json_object_set_new(j, "set", json_string(ref->set)) < 0) ||
+                                      json_name(l ? l->name : NULL));
+                if (!j || (ref->chain && json_object_set_new(j, "chain", json_name(ref->chain)) < 0) ||
+                    (ref->set && json_object_set_new(j, "set", json_name(ref->set)) < 0) ||
                     json_array_append_new(jr, j) < 0)
                         return -ENOMEM;
         }
 
         for (size_t i = 0; i < owners->n_owners; i++) {
                 const struct tun_owner *o = &owners->owners[i];
-                json_t *j = json_pack("{s:s, s:i, s:s, s:s?}", "ifname", o->ifname, "pid", (int) o->pid, "command",
-                                      o->comm, "unit", o->unit);
+                json_t *j = json_pack("{s:o, s:i, s:o, s:s?}", "ifname", json_name(o->ifname), "pid", (int) o->pid,
+                                      "command", json_name(o->comm), "unit", o->unit);
                 if (!j || json_array_append_new(jo, j) < 0)
                         return -ENOMEM;
         }
@@ -113,16 +114,17 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
                 json_int_t ifindex;
                 const char *name, *kind = "";
                 int up = 0;
+                struct link l = {};
                 if (json_unpack(v, "{s:I, s:s, s?s, s?b}", "ifindex", &ifindex, "name", &name, "kind", &kind, "up",
                                 &up) < 0 ||
-                    ifindex <= 0 || ifindex > UINT32_MAX || strlen(name) >= IFNAMSIZ)
+                    ifindex <= 0 || ifindex > UINT32_MAX || name_unescape(name, l.name, sizeof(l.name)) < 0 ||
+                    name_unescape(kind, l.kind, sizeof(l.kind)) < 0)
                         return -EBADMSG;
                 if (GROW(s.links.links, s.links.allocated, s.links.n_links + 1) < 0)
                         return -ENOMEM;
-                struct link *l = &s.links.links[s.links.n_links++];
-                *l = (struct link){.ifindex = (uint32_t) ifindex, .up = up};
-                snprintf(l->name, sizeof(l->name), "%s", name);
-                snprintf(l->kind, sizeof(l->kind), "%s", kind);
+                l.ifindex = (uint32_t) ifindex;
+                l.up = up;
+                s.links.links[s.links.n_links++] = l;
         }
         links_finish(&s.links);
 
@@ -130,18 +132,22 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
                 const char *ifname, *comm = "";
                 json_t *junit = NULL;
                 int pid;
+                struct tun_owner o = {};
                 if (json_unpack(v, "{s:s, s:i, s?s, s?o}", "ifname", &ifname, "pid", &pid, "command", &comm, "unit",
                                 &junit) < 0 ||
-                    strlen(ifname) >= IFNAMSIZ || (junit && !json_is_string(junit) && !json_is_null(junit)))
+                    name_unescape(ifname, o.ifname, sizeof(o.ifname)) < 0 ||
+                    (junit && !json_is_string(junit) && !json_is_null(junit)))
+                        return -EBADMSG;
+                /* a command name longer than the kernel's is cut, as the kernel cuts it */
+                if (name_unescape(comm, o.comm, sizeof(o.comm)) == -EINVAL)
                         return -EBADMSG;
                 const char *unit = json_is_string(junit) ? json_string_value(junit) : NULL;
                 if (GROW(s.owners.owners, s.owners.allocated, s.owners.n_owners + 1) < 0)
                         return -ENOMEM;
-                struct tun_owner *o = &s.owners.owners[s.owners.n_owners++];
-                *o = (struct tun_owner){.pid = pid, .unit = unit ? strdup(unit) : NULL};
-                snprintf(o->ifname, sizeof(o->ifname), "%s", ifname);
-                snprintf(o->comm, sizeof(o->comm), "%s", comm);
-                if (unit && !o->unit)
+                o.pid = pid;
+                o.unit = unit ? strdup(unit) : NULL;
+                s.owners.owners[s.owners.n_owners++] = o;
+                if (unit && !o.unit)
                         return -ENOMEM;
         }
 
@@ -154,18 +160,19 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
                                 "key", &key, "ifindex", &ifindex, "handle", &handle, "chain", &chain, "set", &set,
                                 "resolves_to", &resolves) < 0 ||
                     ifindex <= 0 || ifindex > UINT32_MAX || (!chain == !set) ||
-                    (resolves && !json_is_null(resolves) &&
-                     (!json_is_string(resolves) || strlen(json_string_value(resolves)) >= IFNAMSIZ)))
+                    (resolves && !json_is_null(resolves) && !json_is_string(resolves)))
                         return -EBADMSG;
                 if (GROW(s.refs, s.allocated_refs, s.n_refs + 1) < 0)
                         return -ENOMEM;
                 struct snapshot_ref *r = &s.refs[s.n_refs++];
-                *r = (struct snapshot_ref){.family = nfproto_from_string(family), .table = strdup(table),
-                                           .chain = chain ? strdup(chain) : NULL, .set = set ? strdup(set) : NULL,
-                                           .handle = (uint64_t) handle, .key = ref_key_from_string(key),
-                                           .ifindex = (uint32_t) ifindex};
-                if (json_is_string(resolves))
-                        snprintf(r->resolves_to, sizeof(r->resolves_to), "%s", json_string_value(resolves));
+                *r = (struct snapshot_ref){.family = nfproto_from_string(family), .handle = (uint64_t) handle,
+                                           .key = ref_key_from_string(key), .ifindex = (uint32_t) ifindex};
+                if ((json_is_string(resolves) &&
+                     name_unescape(json_string_value(resolves), r->resolves_to, sizeof(r->resolves_to)) < 0) ||
+                    name_unescape_dup(table, &r->table) == -EINVAL ||
+                    (chain && name_unescape_dup(chain, &r->chain) == -EINVAL) ||
+                    (set && name_unescape_dup(set, &r->set) == -EINVAL))
+                        return -EBADMSG;
                 if (!r->table || (chain && !r->chain) || (set && !r->set))
                         return -ENOMEM;
         }
@@ -235,14 +242,15 @@ int history_parse(const char *text, struct link_history *ret) {
                 json_int_t ifindex, first, last;
                 if (json_unpack(v, "{s:s, s:I, s:I, s:I}", "name", &name, "ifindex", &ifindex, "first_seen", &first,
                                 "last_seen", &last) < 0 ||
-                    strlen(name) >= IFNAMSIZ || ifindex <= 0 || ifindex > UINT32_MAX)
+                    ifindex <= 0 || ifindex > UINT32_MAX)
+                        return -EBADMSG;
+                struct history_entry e = {.ifindex = (uint32_t) ifindex, .first_seen = (uint64_t) first,
+                                          .last_seen = (uint64_t) last};
+                if (name_unescape(name, e.name, sizeof(e.name)) < 0)
                         return -EBADMSG;
                 if (GROW(h.entries, h.allocated, h.n_entries + 1) < 0)
                         return -ENOMEM;
-                struct history_entry *e = &h.entries[h.n_entries++];
-                *e = (struct history_entry){.ifindex = (uint32_t) ifindex, .first_seen = (uint64_t) first,
-                                            .last_seen = (uint64_t) last};
-                snprintf(e->name, sizeof(e->name), "%s", name);
+                h.entries[h.n_entries++] = e;
         }
         *ret = h;
         h = (struct link_history){};
@@ -313,7 +321,7 @@ int history_write(const char *state_dir, struct link_history *h) {
                 return -ENOMEM;
         for (size_t k = 0; k < h->n_entries; k++) {
                 const struct history_entry *e = &h->entries[k];
-                if (json_array_append_new(links, json_pack("{s:s, s:I, s:I, s:I}", "name", e->name, "ifindex",
+                if (json_array_append_new(links, json_pack("{s:o, s:I, s:I, s:I}", "name", json_name(e->name), "ifindex",
                                                            (json_int_t) e->ifindex, "first_seen",
                                                            (json_int_t) e->first_seen, "last_seen",
                                                            (json_int_t) e->last_seen)) < 0)
