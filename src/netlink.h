@@ -3,6 +3,8 @@
 #pragma once
 
 #include <libmnl/libmnl.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "macro.h"
 
@@ -12,6 +14,19 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct mnl_socket *, mnl_socket_close)
 typedef void (*netlink_tap_t)(const struct nlmsghdr *nlh, void *userdata);
 
 int netlink_open(int bus, struct mnl_socket **ret);
+
+/* Walks a buffer of netlink messages that did not come from a socket (a recording, a fuzzer's input):
+ * mnl_nlmsg_ok() compares the length as an int, so a header claiming 2 GiB or more passes it and the walk leaves
+ * the buffer. After the loop, off == size when the buffer was whole messages. */
+static inline bool nlmsg_whole_at(const void *buf, size_t size, size_t off) {
+        const struct nlmsghdr *nlh = (const void *) ((const uint8_t *) buf + off);
+        return off <= size && size - off >= sizeof(*nlh) && nlh->nlmsg_len >= sizeof(*nlh) &&
+               nlh->nlmsg_len <= size - off;
+}
+#define NLMSG_FOREACH_IN(nlh, buf, size, off)                                                                          \
+        for ((off) = 0; nlmsg_whole_at((buf), (size), (off)) &&                                                        \
+                        ((nlh) = (const void *) ((const uint8_t *) (buf) + (off)), true);                              \
+             (off) += MNL_ALIGN((nlh)->nlmsg_len))
 
 /* Sleeps before the next of several reads of a list that kept changing: 10 ms, doubling each attempt. */
 void netlink_backoff(unsigned attempt);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* packages.c: dpkg's status stream in, package changes out; unit file → package; versions and origin. */
+#include <ctype.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -17,6 +18,26 @@
 
 static const char *const recorded_actions[] = {"install", "upgrade", "configure", "remove", "purge", "disappear"};
 
+/* As dpkg checks a package name (an ASCII letter or digit, then those and "-+._"), with an optional ":ARCH". A line
+ * naming anything else is not dpkg's. */
+static bool package_name_valid(const char *s) {
+        static const char also[] = "-+._";
+        const char *colon = strchr(s, ':');
+        if (!isalnum((unsigned char) s[0]) || !isascii((unsigned char) s[0]))
+                return false;
+        for (const char *p = s; *p && p != colon; p++)
+                if (!isascii((unsigned char) *p) || (!isalnum((unsigned char) *p) && !strchr(also, *p)))
+                        return false;
+        if (colon) {
+                if (!colon[1])
+                        return false;
+                for (const char *p = colon + 1; *p; p++)
+                        if (!isascii((unsigned char) *p) || (!isalnum((unsigned char) *p) && *p != '-'))
+                                return false;
+        }
+        return true;
+}
+
 int dpkg_status_line_parse(char *line, const char **ret_action, const char **ret_package) {
         static const char prefix[] = "processing: ";
         if (strncmp(line, prefix, sizeof(prefix) - 1) != 0)
@@ -28,7 +49,7 @@ int dpkg_status_line_parse(char *line, const char **ret_action, const char **ret
         *sep = '\0';
         char *package = sep + 2;
         package[strcspn(package, " \t\r\n")] = '\0';
-        if (!*package)
+        if (!package_name_valid(package))
                 return 0;
         *ret_action = action;
         *ret_package = package;

@@ -1056,19 +1056,11 @@ static char *describe_seq(const struct ruleset *rs, const struct rebind_plan *pl
         return NULL;
 }
 
-int rebind_commit(const struct ruleset *rs, const struct rebind_plan *plan, char **ret_error) {
+int rebind_batch(const struct ruleset *rs, const struct rebind_plan *plan, struct nl_batch *ret, uint32_t *ret_seqs) {
         _cleanup_(nl_batch_done) struct nl_batch b = {};
-        _cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
-        _cleanup_free_ uint32_t *seqs = calloc(plan->n_rules + plan->n_elems + 1, sizeof(uint32_t));
-        uint32_t set_id = 0, failed = 0;
+        uint32_t set_id = 0;
         int r;
 
-        if (ret_error)
-                *ret_error = NULL;
-        if (!seqs)
-                return -ENOMEM;
-        if (plan->n_rules == 0 && plan->n_elems == 0)
-                return 0;
         if ((r = nl_batch_begin(&b, plan->genid)) < 0)
                 return r;
         for (size_t i = 0; i < plan->n_rules; i++) {
@@ -1077,14 +1069,34 @@ int rebind_commit(const struct ruleset *rs, const struct rebind_plan *plan, char
                 if (r < 0)
                         return r;
                 /* the rule's own message is the last one of its change */
-                seqs[i] = b.seq_next - 1;
+                ret_seqs[i] = b.seq_next - 1;
         }
         for (size_t i = 0; i < plan->n_elems; i++) {
-                seqs[plan->n_rules + i] = b.seq_next;
+                ret_seqs[plan->n_rules + i] = b.seq_next;
                 if ((r = batch_elems(&b, rs, &plan->elems[i])) < 0)
                         return r;
         }
         if ((r = nl_batch_end(&b)) < 0)
+                return r;
+        *ret = b;
+        b = (struct nl_batch){};
+        return 0;
+}
+
+int rebind_commit(const struct ruleset *rs, const struct rebind_plan *plan, char **ret_error) {
+        _cleanup_(nl_batch_done) struct nl_batch b = {};
+        _cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
+        _cleanup_free_ uint32_t *seqs = calloc(plan->n_rules + plan->n_elems + 1, sizeof(uint32_t));
+        uint32_t failed = 0;
+        int r;
+
+        if (ret_error)
+                *ret_error = NULL;
+        if (!seqs)
+                return -ENOMEM;
+        if (plan->n_rules == 0 && plan->n_elems == 0)
+                return 0;
+        if ((r = rebind_batch(rs, plan, &b, seqs)) < 0)
                 return r;
 
         if ((r = netlink_open(NETLINK_NETFILTER, &nl)) < 0)

@@ -32,6 +32,7 @@ struct ref_fix {
 
 struct rule_change;
 struct elem_change;
+struct nl_batch;
 
 struct rebind_plan {
         struct ref_fix *fixes; /* one per findings.stale */
@@ -49,6 +50,10 @@ struct rebind_plan {
  * rules it changes into rs; -EAGAIN when the ruleset moved on since rs was read (read again). */
 int rebind_plan(struct ruleset *rs, const struct findings *f, bool prune, struct rebind_plan *ret);
 void rebind_plan_done(struct rebind_plan *p);
+
+/* The transaction rebind_commit() sends, built but not sent: BEGIN (with plan->genid), the changes, END. ret_seqs
+ * (n_rules + n_elems entries) gets each change's sequence number, to name the one the kernel refuses. */
+int rebind_batch(const struct ruleset *rs, const struct rebind_plan *plan, struct nl_batch *ret, uint32_t *ret_seqs);
 
 /* Sends the plan as one transaction, checked against plan->genid. -ERESTART: the ruleset changed since it was
  * read, nothing was applied. Another negative errno: the kernel refused it (nothing was applied either: a

@@ -604,12 +604,44 @@ static int scan_unreadable_rule(struct scan *scan, const struct nlmsghdr *nlh) {
         return 0;
 }
 
+/* One expression (NFTA_EXPR_NAME, NFTA_EXPR_DATA) has its name. */
+static bool expression_named(const struct nlattr *expr) {
+        const struct nlattr *e;
+        bool named = false;
+        mnl_attr_for_each_nested(e, expr)
+                if (mnl_attr_get_type(e) == NFTA_EXPR_NAME)
+                        named = mnl_attr_validate(e, MNL_TYPE_NUL_STRING) >= 0;
+        return named;
+}
+
+/* libnftnl 1.2.4 looks an expression up by a name it does not check is there (found by fuzz-nftables: a NULL
+ * dereference). The kernel always names them; a rule or set whose expressions are not all named is not given to
+ * libnftnl. */
+bool ruleset_msg_expressions_named(const struct nlmsghdr *nlh) {
+        uint16_t type = NFNL_MSG_TYPE(nlh->nlmsg_type);
+        const struct nlattr *a, *elem;
+
+        if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(struct nfgenmsg))
+                return false;
+        mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+                uint16_t at = mnl_attr_get_type(a);
+                if ((type == NFT_MSG_NEWRULE && at == NFTA_RULE_EXPRESSIONS) ||
+                    (type == NFT_MSG_NEWSET && at == NFTA_SET_EXPRESSIONS)) {
+                        mnl_attr_for_each_nested(elem, a)
+                                if (!expression_named(elem))
+                                        return false;
+                } else if (type == NFT_MSG_NEWSET && at == NFTA_SET_EXPR && !expression_named(a))
+                        return false;
+        }
+        return true;
+}
+
 static int scan_rule(struct scan *scan, const struct nlmsghdr *nlh) {
         struct ruleset *rs = scan->rs;
         _cleanup_(nftnl_rule_freep) struct nftnl_rule *rule = nftnl_rule_alloc();
         if (!rule)
                 return -ENOMEM;
-        if (nftnl_rule_nlmsg_parse(nlh, rule) < 0)
+        if (!ruleset_msg_expressions_named(nlh) || nftnl_rule_nlmsg_parse(nlh, rule) < 0)
                 return scan_unreadable_rule(scan, nlh);
 
         struct rule_walk w = {
@@ -718,7 +750,7 @@ static int scan_set(struct scan *scan, const struct nlmsghdr *nlh) {
         _cleanup_(nftnl_set_freep) struct nftnl_set *set = nftnl_set_alloc();
         if (!set)
                 return -ENOMEM;
-        if (nftnl_set_nlmsg_parse(nlh, set) < 0)
+        if (!ruleset_msg_expressions_named(nlh) || nftnl_set_nlmsg_parse(nlh, set) < 0)
                 return -EBADMSG;
 
         rs->n_sets++;
@@ -1320,17 +1352,17 @@ bool ruleset_has_anonymous_sets(const struct ruleset *rs, size_t rule) {
 int ruleset_parse_messages(const void *buf, size_t size, struct ruleset *ret) {
         struct ruleset rs = {};
         _cleanup_(scan_done) struct scan scan = {.rs = &rs};
-        int len = (int) size, r = 0;
+        const struct nlmsghdr *nlh;
+        size_t off;
+        int r = 0;
 
-        if (size > INT32_MAX)
-                return -EFBIG;
-        for (const struct nlmsghdr *nlh = buf; mnl_nlmsg_ok(nlh, len); nlh = mnl_nlmsg_next(nlh, &len)) {
+        NLMSG_FOREACH_IN(nlh, buf, size, off) {
                 r = scan_msg(&scan, nlh);
                 if (r < 0)
                         break;
         }
         /* Bytes left over that do not form a whole message: a truncated recording. */
-        if (r >= 0 && len != 0)
+        if (r >= 0 && off != size)
                 r = -EBADMSG;
         if (r >= 0)
                 r = scan_finish(&scan);

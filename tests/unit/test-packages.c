@@ -155,6 +155,37 @@ static void test_take_skips_a_torn_line(void **state) {
         remove_run_dir(dir);
 }
 
+/* Found by fuzz-dpkg-status (the input is tests/fixtures/fuzz/dpkg-status-not-utf8.stream): its third event names
+ * "t\x9f\x8dlscale". A name that is not UTF-8 made the event unencodable as JSON; that stopped the stream, reported
+ * as "Cannot allocate memory", and every later event was lost. A line that names no package name is not dpkg's. */
+static void test_consume_skips_what_is_not_a_package(void **state) {
+        char dir[64];
+        struct package_changes c;
+        const char *action, *package;
+        char l1[] = "processing: upgrade: tail\xffscale\n", l2[] = "processing: upgrade: -x\n",
+             l3[] = "processing: upgrade: a:\n", l4[] = "processing: upgrade: a:b@\n", l5[] = "processing: upgrade: Foo.1+b~\n";
+        assert_int_equal(dpkg_status_line_parse(l1, &action, &package), 0);
+        assert_int_equal(dpkg_status_line_parse(l2, &action, &package), 0);
+        assert_int_equal(dpkg_status_line_parse(l3, &action, &package), 0);
+        assert_int_equal(dpkg_status_line_parse(l4, &action, &package), 0);
+        assert_int_equal(dpkg_status_line_parse(l5, &action, &package), 0); /* '~' is a version's, not a name's */
+
+        make_run_dir(dir);
+        FILE *in = fopen(FIXTURES "/fuzz/dpkg-status-not-utf8.stream", "re");
+        assert_non_null(in);
+        assert_int_equal(dpkg_status_consume(in, dir, DPKG "/status"), 0);
+        fclose(in);
+        assert_int_equal(package_changes_take(dir, &c), 0);
+        /* the line after the bad one still counts */
+        assert_int_equal(c.n_changes, 2);
+        assert_string_equal(c.changes[0].name, "tailscalj");
+        assert_string_equal(c.changes[0].actions, "install");
+        assert_string_equal(c.changes[1].name, "tailscale");
+        assert_string_equal(c.changes[1].actions, "upgrade remove");
+        package_changes_done(&c);
+        remove_run_dir(dir);
+}
+
 static void test_owning(void **state) {
         char *name;
 
@@ -180,6 +211,7 @@ int main(void) {
                 cmocka_unit_test(test_line_parse),       cmocka_unit_test(test_versions),
                 cmocka_unit_test(test_consume_and_take), cmocka_unit_test(test_take_skips_a_torn_line),
                 cmocka_unit_test(test_owning),           cmocka_unit_test(test_take_while_logging),
+                cmocka_unit_test(test_consume_skips_what_is_not_a_package),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

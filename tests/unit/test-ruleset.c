@@ -215,6 +215,43 @@ static void test_malformed(void **state) {
         free(buf);
 }
 
+/* Inputs fuzz-nftables found (tests/fixtures/fuzz/, also its regressions). */
+
+/* A rule whose expression has no name: libnftnl 1.2.4 looked it up by a NULL name and crashed. The rule is
+ * counted as unreadable and the rest is read. */
+static void test_fuzz_rule_expression_without_name(void **state) {
+        size_t size;
+        char *buf = fixture_load("fuzz/rule-expression-without-name.nl", &size);
+        struct ruleset rs;
+        assert_int_equal(ruleset_parse_messages(buf, size, &rs), 0);
+        assert_int_equal(rs.n_unreadable, 1);
+        assert_string_equal(rs.unreadable[0].table, "t");
+        assert_string_equal(rs.unreadable[0].chain, "c");
+        assert_int_equal(rs.unreadable[0].handles[0], 7);
+        ruleset_done(&rs);
+        free(buf);
+}
+
+/* The same for a set's expression (a counter on each element, say): libnftnl crashed the same way. A set that
+ * cannot be read fails the read (as when libnftnl refuses one). */
+static void test_fuzz_set_expression_without_name(void **state) {
+        size_t size;
+        char *buf = fixture_load("fuzz/set-expression-without-name.nl", &size);
+        struct ruleset rs;
+        assert_int_equal(ruleset_parse_messages(buf, size, &rs), -EBADMSG);
+        free(buf);
+}
+
+/* A header that claims 4 GiB - 16: mnl_nlmsg_ok() compares the length as an int (-16), the walk went 4 GiB past the
+ * buffer. A recording that is not whole messages is refused. */
+static void test_fuzz_message_length_past_int_max(void **state) {
+        size_t size;
+        char *buf = fixture_load("fuzz/message-length-past-int-max.nl", &size);
+        struct ruleset rs;
+        assert_int_equal(ruleset_parse_messages(buf, size, &rs), -EBADMSG);
+        free(buf);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_every_form),        cmocka_unit_test(test_stale_keeps_old_index),
@@ -222,6 +259,9 @@ int main(void) {
                 cmocka_unit_test(test_interface_named_3), cmocka_unit_test(test_empty),
                 cmocka_unit_test(test_truncated),         cmocka_unit_test(test_malformed),
                 cmocka_unit_test(test_intervals),         cmocka_unit_test(test_unreadable_rule),
+                cmocka_unit_test(test_fuzz_rule_expression_without_name),
+                cmocka_unit_test(test_fuzz_message_length_past_int_max),
+                cmocka_unit_test(test_fuzz_set_expression_without_name),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
