@@ -604,20 +604,31 @@ static int scan_unreadable_rule(struct scan *scan, const struct nlmsghdr *nlh) {
         return 0;
 }
 
-/* One expression (NFTA_EXPR_NAME, NFTA_EXPR_DATA) has its name. */
-static bool expression_named(const struct nlattr *expr) {
-        const struct nlattr *e;
-        bool named = false;
-        mnl_attr_for_each_nested(e, expr)
-                if (mnl_attr_get_type(e) == NFTA_EXPR_NAME)
-                        named = mnl_attr_validate(e, MNL_TYPE_NUL_STRING) >= 0;
-        return named;
+/* A nested attribute of type type directly inside nest, or NULL. */
+static const struct nlattr *nested_get(const struct nlattr *nest, uint16_t type) {
+        const struct nlattr *a, *found = NULL;
+        mnl_attr_for_each_nested(a, nest)
+                if (mnl_attr_get_type(a) == type)
+                        found = a; /* the last one wins, as in libnftnl */
+        return found;
 }
 
-/* libnftnl 1.2.4 looks an expression up by a name it does not check is there (found by fuzz-nftables: a NULL
- * dereference). The kernel always names them; a rule or set whose expressions are not all named is not given to
- * libnftnl. */
-bool ruleset_msg_expressions_named(const struct nlmsghdr *nlh) {
+/* What libnftnl 1.2.4 dereferences unchecked in one expression, found by fuzz-nftables: its name, and the chain of
+ * a jump or goto verdict. The kernel always sends both. */
+static bool expression_readable(const struct nlattr *expr) {
+        const struct nlattr *name = nested_get(expr, NFTA_EXPR_NAME), *data, *imm, *verdict, *code;
+        if (!name || mnl_attr_validate(name, MNL_TYPE_NUL_STRING) < 0)
+                return false;
+        if (!streq(mnl_attr_get_str(name), "immediate") || !(data = nested_get(expr, NFTA_EXPR_DATA)) ||
+            !(imm = nested_get(data, NFTA_IMMEDIATE_DATA)) || !(verdict = nested_get(imm, NFTA_DATA_VERDICT)) ||
+            !(code = nested_get(verdict, NFTA_VERDICT_CODE)) || mnl_attr_validate(code, MNL_TYPE_U32) < 0)
+                return true;
+        int32_t v = (int32_t) ntohl(mnl_attr_get_u32(code));
+        return (v != NFT_JUMP && v != NFT_GOTO) || nested_get(verdict, NFTA_VERDICT_CHAIN);
+}
+
+/* A rule or set whose expressions libnftnl 1.2.4 would dereference a NULL pointer on is not given to it. */
+bool ruleset_msg_libnftnl_safe(const struct nlmsghdr *nlh) {
         uint16_t type = NFNL_MSG_TYPE(nlh->nlmsg_type);
         const struct nlattr *a, *elem;
 
@@ -628,9 +639,9 @@ bool ruleset_msg_expressions_named(const struct nlmsghdr *nlh) {
                 if ((type == NFT_MSG_NEWRULE && at == NFTA_RULE_EXPRESSIONS) ||
                     (type == NFT_MSG_NEWSET && at == NFTA_SET_EXPRESSIONS)) {
                         mnl_attr_for_each_nested(elem, a)
-                                if (!expression_named(elem))
+                                if (!expression_readable(elem))
                                         return false;
-                } else if (type == NFT_MSG_NEWSET && at == NFTA_SET_EXPR && !expression_named(a))
+                } else if (type == NFT_MSG_NEWSET && at == NFTA_SET_EXPR && !expression_readable(a))
                         return false;
         }
         return true;
@@ -641,7 +652,7 @@ static int scan_rule(struct scan *scan, const struct nlmsghdr *nlh) {
         _cleanup_(nftnl_rule_freep) struct nftnl_rule *rule = nftnl_rule_alloc();
         if (!rule)
                 return -ENOMEM;
-        if (!ruleset_msg_expressions_named(nlh) || nftnl_rule_nlmsg_parse(nlh, rule) < 0)
+        if (!ruleset_msg_libnftnl_safe(nlh) || nftnl_rule_nlmsg_parse(nlh, rule) < 0)
                 return scan_unreadable_rule(scan, nlh);
 
         struct rule_walk w = {
@@ -750,7 +761,7 @@ static int scan_set(struct scan *scan, const struct nlmsghdr *nlh) {
         _cleanup_(nftnl_set_freep) struct nftnl_set *set = nftnl_set_alloc();
         if (!set)
                 return -ENOMEM;
-        if (!ruleset_msg_expressions_named(nlh) || nftnl_set_nlmsg_parse(nlh, set) < 0)
+        if (!ruleset_msg_libnftnl_safe(nlh) || nftnl_set_nlmsg_parse(nlh, set) < 0)
                 return -EBADMSG;
 
         rs->n_sets++;

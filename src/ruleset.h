@@ -141,7 +141,8 @@ bool ruleset_has_anonymous_sets(const struct ruleset *rs, size_t rule);
 
 /* Parses a recorded sequence of nf_tables netlink messages, as ruleset_read() receives them. */
 int ruleset_parse_messages(const void *buf, size_t size, struct ruleset *ret);
-/* Whether each expression of a rule or set message has its name: libnftnl 1.2.4 dereferences it unchecked. */
-bool ruleset_msg_expressions_named(const struct nlmsghdr *nlh);
+/* Whether libnftnl 1.2.4 can be given this rule or set message: it dereferences, unchecked, things the kernel
+ * always sends (an expression's name, a jump verdict's chain). */
+bool ruleset_msg_libnftnl_safe(const struct nlmsghdr *nlh);
 
 void ruleset_done(struct ruleset *rs);

@@ -11,6 +11,7 @@
 #include <linux/netfilter/nf_tables.h>
 #include <sanitizer/lsan_interface.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 
 #include "diagnose.h"
@@ -20,18 +21,27 @@
 #include "report.h"
 #include "state.h"
 
-/* libnftnl trusts the kernel: an attribute whose size does not match its type ends the process, exit(1) and "nf_tables
- * kernel ABI is broken". The kernel never sends one (this is the one input the real thing cannot produce), so such
- * an input is dropped before the parser sees it: each message goes through libnftnl alone first, with exit()
- * caught here. What leaks when it is caught is libnftnl's half-built object: not counted. */
-static jmp_buf *exit_trap;
+/* libnftnl trusts the kernel. An attribute whose size does not match its type ends the process (exit(1), "nf_tables
+ * kernel ABI is broken"), and some combinations the kernel never stores are dereferenced unchecked (a jump verdict
+ * without its chain: a NULL pointer). The kernel never sends either (these are the inputs the real thing cannot
+ * produce), so such an input is dropped before the parser sees it: each message goes through libnftnl alone
+ * first, with exit() and SIGSEGV caught here. What leaks when one is caught is libnftnl's half-built object: not
+ * counted. */
+static sigjmp_buf *libnftnl_trap;
 
 _Noreturn void exit(int status) {
-        if (exit_trap)
-                longjmp(*exit_trap, 1);
+        if (libnftnl_trap)
+                siglongjmp(*libnftnl_trap, 1);
         void (*real_exit)(int) = (void (*)(int)) dlsym(RTLD_NEXT, "exit");
         real_exit(status);
         abort();
+}
+
+static void on_fault(int sig) {
+        if (libnftnl_trap)
+                siglongjmp(*libnftnl_trap, 1);
+        signal(sig, SIG_DFL);
+        raise(sig);
 }
 
 static void libnftnl_parse(const struct nlmsghdr *nlh) {
@@ -49,7 +59,7 @@ static void libnftnl_parse(const struct nlmsghdr *nlh) {
                 break;
         }
         case NFT_MSG_NEWSET: {
-                if (!ruleset_msg_expressions_named(nlh))
+                if (!ruleset_msg_libnftnl_safe(nlh))
                         break; /* the parser does not give it to libnftnl either */
                 struct nftnl_set *st = nftnl_set_alloc();
                 nftnl_set_nlmsg_parse(nlh, st);
@@ -57,7 +67,7 @@ static void libnftnl_parse(const struct nlmsghdr *nlh) {
                 break;
         }
         case NFT_MSG_NEWRULE: {
-                if (!ruleset_msg_expressions_named(nlh))
+                if (!ruleset_msg_libnftnl_safe(nlh))
                         break; /* the parser does not give it to libnftnl either */
                 struct nftnl_rule *r = nftnl_rule_alloc();
                 nftnl_rule_nlmsg_parse(nlh, r);
@@ -68,20 +78,25 @@ static void libnftnl_parse(const struct nlmsghdr *nlh) {
 }
 
 static bool libnftnl_survives(const uint8_t *data, size_t size) {
-        jmp_buf trap;
+        struct sigaction fault = {.sa_handler = on_fault}, old_segv, old_bus;
+        sigjmp_buf trap;
         volatile bool survived = true;
         const struct nlmsghdr *nlh;
         size_t off;
 
         __lsan_disable();
-        if (setjmp(trap) == 0) {
-                exit_trap = &trap;
+        sigaction(SIGSEGV, &fault, &old_segv);
+        sigaction(SIGBUS, &fault, &old_bus);
+        if (sigsetjmp(trap, 1) == 0) {
+                libnftnl_trap = &trap;
                 NLMSG_FOREACH_IN(nlh, data, size, off)
                         if ((nlh->nlmsg_type >> 8) == NFNL_SUBSYS_NFTABLES)
                                 libnftnl_parse(nlh);
         } else
                 survived = false;
-        exit_trap = NULL;
+        libnftnl_trap = NULL;
+        sigaction(SIGSEGV, &old_segv, NULL);
+        sigaction(SIGBUS, &old_bus, NULL);
         __lsan_enable();
         return survived;
 }

@@ -232,6 +232,20 @@ static void test_fuzz_rule_expression_without_name(void **state) {
         free(buf);
 }
 
+/* A goto verdict without its chain: libnftnl 1.2.4 strdup()s the missing chain name. The kernel always sends it;
+ * the rule is counted as unreadable. */
+static void test_fuzz_goto_without_chain(void **state) {
+        size_t size;
+        char *buf = fixture_load("fuzz/goto-without-chain.nl", &size);
+        struct ruleset rs;
+        assert_int_equal(ruleset_parse_messages(buf, size, &rs), 0);
+        assert_int_equal(rs.n_unreadable, 1);
+        assert_string_equal(rs.unreadable[0].chain, "forward");
+        assert_int_equal(rs.unreadable[0].handles[0], 21);
+        ruleset_done(&rs);
+        free(buf);
+}
+
 /* The same for a set's expression (a counter on each element, say): libnftnl crashed the same way. A set that
  * cannot be read fails the read (as when libnftnl refuses one). */
 static void test_fuzz_set_expression_without_name(void **state) {
@@ -262,6 +276,7 @@ int main(void) {
                 cmocka_unit_test(test_fuzz_rule_expression_without_name),
                 cmocka_unit_test(test_fuzz_message_length_past_int_max),
                 cmocka_unit_test(test_fuzz_set_expression_without_name),
+                cmocka_unit_test(test_fuzz_goto_without_chain),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
