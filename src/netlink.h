@@ -17,11 +17,13 @@ int netlink_open(int bus, struct mnl_socket **ret);
 
 /* Walks a buffer of netlink messages that did not come from a socket (a recording, a fuzzer's input):
  * mnl_nlmsg_ok() compares the length as an int, so a header claiming 2 GiB or more passes it and the walk leaves
- * the buffer. After the loop, off == size when the buffer was whole messages. */
+ * the buffer; and libmnl reads a message's attributes up to its aligned end, so a last message without its
+ * padding is read past the buffer (both found by fuzz-links). After the loop, off == size when the buffer was
+ * whole messages, as the kernel sends them. */
 static inline bool nlmsg_whole_at(const void *buf, size_t size, size_t off) {
         const struct nlmsghdr *nlh = (const void *) ((const uint8_t *) buf + off);
         return off <= size && size - off >= sizeof(*nlh) && nlh->nlmsg_len >= sizeof(*nlh) &&
-               nlh->nlmsg_len <= size - off;
+               nlh->nlmsg_len <= size - off && MNL_ALIGN(nlh->nlmsg_len) <= size - off;
 }
 #define NLMSG_FOREACH_IN(nlh, buf, size, off)                                                                          \
         for ((off) = 0; nlmsg_whole_at((buf), (size), (off)) &&                                                        \
