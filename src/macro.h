@@ -50,6 +50,15 @@ static inline void fclosep(FILE **f) {
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir)
 
+/* memcpy() and memcmp() with a length that may be 0 and a pointer that may then be NULL (an empty buffer never
+ * allocated): passing NULL is undefined even for 0 bytes. */
+static inline void *memcpy_safe(void *dst, const void *src, size_t n) {
+        return n == 0 ? dst : memcpy(dst, src, n);
+}
+static inline int memcmp_safe(const void *a, const void *b, size_t n) {
+        return n == 0 ? 0 : memcmp(a, b, n);
+}
+
 /* Hand ownership out of a _cleanup_ variable. */
 #define TAKE_PTR(p)                                                                                                    \
         ({                                                                                                             \

@@ -242,7 +242,7 @@ static int elem_patched(const struct set_elem *e, bool big_endian, const struct 
         uint8_t *copy = malloc(e->attrs.size ? e->attrs.size : 1);
         if (!copy)
                 return -ENOMEM;
-        memcpy(copy, e->attrs.data, e->attrs.size);
+        memcpy_safe(copy, e->attrs.data, e->attrs.size);
         for (size_t i = 0; i < n; i++) {
                 const struct patch *p = &patches[i];
                 if (p->site.set != set || p->site.elem != elem)
@@ -263,7 +263,7 @@ static int blob_cmp(const void *a, const void *b) {
         const struct nl_blob *x = a, *y = b;
         if (x->size != y->size)
                 return x->size < y->size ? -1 : 1;
-        return memcmp(x->data, y->data, x->size);
+        return memcmp_safe(x->data, y->data, x->size);
 }
 
 /* A set's contents, order aside: the canonical elements, sorted. The context's patches (one rule's, or one
@@ -1190,7 +1190,7 @@ static int verify_chain(const struct ruleset *before, const struct rebind_plan *
                 if ((r = canon_rule(before, rc->rule, rc->patches, rc->n_patches, &want)) < 0 ||
                     (r = canon_rule(after, new_rule, NULL, 0, &have)) < 0)
                         return r;
-                if (want.len != have.len || memcmp(want.data, have.data, want.len) != 0)
+                if (want.len != have.len || memcmp_safe(want.data, have.data, want.len) != 0)
                         return differs(ret, "chain %s: rule handle %llu differs from the original beyond the index",
                                        chain->chain, (unsigned long long) h);
         }
@@ -1266,7 +1266,7 @@ static int verify_set(const struct ruleset *before, const struct rebind_plan *pl
         struct canon_ctx ca = {.rs = &one_after};
         if ((r = canon_set(&want, &cb, 0)) < 0 || (r = canon_set(&have, &ca, 0)) < 0)
                 return r;
-        if (want.len != have.len || memcmp(want.data, have.data, want.len) != 0)
+        if (want.len != have.len || memcmp_safe(want.data, have.data, want.len) != 0)
                 return differs(ret, "set %s differs from the original beyond the rewritten elements", s->name);
         return 0;
 }

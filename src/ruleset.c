@@ -138,7 +138,7 @@ static int blob_copy(struct nl_blob *b, const void *data, size_t size) {
         b->data = malloc(size ? size : 1);
         if (!b->data)
                 return -ENOMEM;
-        memcpy(b->data, data, size);
+        memcpy_safe(b->data, data, size);
         b->size = size;
         return 0;
 }
