@@ -926,7 +926,9 @@ static int batch_replace_rule(struct nl_batch *b, const struct ruleset *rs, cons
                 if (type == NFTA_RULE_TABLE || type == NFTA_RULE_CHAIN || type == NFTA_RULE_HANDLE ||
                     type == NFTA_RULE_USERDATA || type == NFTA_RULE_COMPAT)
                         attr_copy(nlh, a);
-                else if (type == NFTA_RULE_EXPRESSIONS) {
+                else if (a == list) {
+                        /* the list the ids were counted from; a second one (the kernel never sends it) is not
+                         * sent again */
                         struct nlattr *nest = mnl_attr_nest_start(nlh, NFTA_RULE_EXPRESSIONS);
                         pos = 0;
                         for_each_attr(e, mnl_attr_get_payload(a), nest_end(a)) {

@@ -613,26 +613,60 @@ static const struct nlattr *nested_get(const struct nlattr *nest, uint16_t type)
         return found;
 }
 
-/* What libnftnl 1.2.4 dereferences unchecked in one expression, found by fuzz-nftables: its name, and the chain of
- * a jump or goto verdict. The kernel always sends both. */
+/* Each attribute type at most once among first..end. libnftnl keeps the last of a repeated attribute, the raw
+ * walkers (ref sites, rebind patches) take the first: with a repeat they would disagree on what a rule is. */
+static bool attrs_unique(const struct nlattr *first, const void *end) {
+        uint64_t seen[1024 / 64] = {};
+        for (const struct nlattr *a = first; mnl_attr_ok(a, (int) ((const char *) end - (const char *) a));
+             a = mnl_attr_next(a)) {
+                uint16_t t = mnl_attr_get_type(a) & 1023;
+                if (seen[t / 64] & (UINT64_C(1) << (t % 64)))
+                        return false;
+                seen[t / 64] |= UINT64_C(1) << (t % 64);
+        }
+        return true;
+}
+
+static bool nest_unique(const struct nlattr *nest) {
+        return attrs_unique(mnl_attr_get_payload(nest), (const char *) mnl_attr_get_payload(nest) +
+                                                                mnl_attr_get_payload_len(nest));
+}
+
+/* One expression as the kernel always sends it, which libnftnl 1.2.4 and the raw walkers rely on (found by
+ * fuzz-nftables): a name, which libnftnl looks up unchecked; the chain of a jump or goto verdict, which it copies
+ * unchecked; no attribute twice in the expression, in its data, or in the cmp and immediate data a rebind
+ * patches. */
 static bool expression_readable(const struct nlattr *expr) {
-        const struct nlattr *name = nested_get(expr, NFTA_EXPR_NAME), *data, *imm, *verdict, *code;
-        if (!name || mnl_attr_validate(name, MNL_TYPE_NUL_STRING) < 0)
+        const struct nlattr *name = nested_get(expr, NFTA_EXPR_NAME), *data, *imm, *verdict, *code, *d;
+        if (!name || mnl_attr_validate(name, MNL_TYPE_NUL_STRING) < 0 || !nest_unique(expr))
                 return false;
-        if (!streq(mnl_attr_get_str(name), "immediate") || !(data = nested_get(expr, NFTA_EXPR_DATA)) ||
-            !(imm = nested_get(data, NFTA_IMMEDIATE_DATA)) || !(verdict = nested_get(imm, NFTA_DATA_VERDICT)) ||
-            !(code = nested_get(verdict, NFTA_VERDICT_CODE)) || mnl_attr_validate(code, MNL_TYPE_U32) < 0)
+        bool cmp = streq(mnl_attr_get_str(name), "cmp"), immediate = streq(mnl_attr_get_str(name), "immediate");
+        if ((data = nested_get(expr, NFTA_EXPR_DATA))) {
+                if (!nest_unique(data))
+                        return false;
+                /* the nests a rebind patches (other nests may be lists, as dynset's expressions) */
+                mnl_attr_for_each_nested(d, data)
+                        if (((cmp && mnl_attr_get_type(d) == NFTA_CMP_DATA) ||
+                             (immediate && mnl_attr_get_type(d) == NFTA_IMMEDIATE_DATA)) &&
+                            !nest_unique(d))
+                                return false;
+        }
+        if (!immediate || !data || !(imm = nested_get(data, NFTA_IMMEDIATE_DATA)) ||
+            !(verdict = nested_get(imm, NFTA_DATA_VERDICT)) || !(code = nested_get(verdict, NFTA_VERDICT_CODE)) ||
+            mnl_attr_validate(code, MNL_TYPE_U32) < 0)
                 return true;
         int32_t v = (int32_t) ntohl(mnl_attr_get_u32(code));
         return (v != NFT_JUMP && v != NFT_GOTO) || nested_get(verdict, NFTA_VERDICT_CHAIN);
 }
 
-/* A rule or set whose expressions libnftnl 1.2.4 would dereference a NULL pointer on is not given to it. */
-bool ruleset_msg_libnftnl_safe(const struct nlmsghdr *nlh) {
+/* A rule or set message as the kernel always sends it: each attribute once, each expression readable. Any other
+ * is not given to libnftnl (which would crash on some) nor to the raw walkers. */
+bool ruleset_msg_readable(const struct nlmsghdr *nlh) {
         uint16_t type = NFNL_MSG_TYPE(nlh->nlmsg_type);
         const struct nlattr *a, *elem;
 
-        if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(struct nfgenmsg))
+        if (nlh->nlmsg_len < NLMSG_HDRLEN + sizeof(struct nfgenmsg) ||
+            !attrs_unique(mnl_nlmsg_get_payload_offset(nlh, sizeof(struct nfgenmsg)), mnl_nlmsg_get_payload_tail(nlh)))
                 return false;
         mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
                 uint16_t at = mnl_attr_get_type(a);
@@ -652,7 +686,7 @@ static int scan_rule(struct scan *scan, const struct nlmsghdr *nlh) {
         _cleanup_(nftnl_rule_freep) struct nftnl_rule *rule = nftnl_rule_alloc();
         if (!rule)
                 return -ENOMEM;
-        if (!ruleset_msg_libnftnl_safe(nlh) || nftnl_rule_nlmsg_parse(nlh, rule) < 0)
+        if (!ruleset_msg_readable(nlh) || nftnl_rule_nlmsg_parse(nlh, rule) < 0)
                 return scan_unreadable_rule(scan, nlh);
 
         struct rule_walk w = {
@@ -761,7 +795,7 @@ static int scan_set(struct scan *scan, const struct nlmsghdr *nlh) {
         _cleanup_(nftnl_set_freep) struct nftnl_set *set = nftnl_set_alloc();
         if (!set)
                 return -ENOMEM;
-        if (!ruleset_msg_libnftnl_safe(nlh) || nftnl_set_nlmsg_parse(nlh, set) < 0)
+        if (!ruleset_msg_readable(nlh) || nftnl_set_nlmsg_parse(nlh, set) < 0)
                 return -EBADMSG;
 
         rs->n_sets++;

@@ -141,8 +141,8 @@ bool ruleset_has_anonymous_sets(const struct ruleset *rs, size_t rule);
 
 /* Parses a recorded sequence of nf_tables netlink messages, as ruleset_read() receives them. */
 int ruleset_parse_messages(const void *buf, size_t size, struct ruleset *ret);
-/* Whether libnftnl 1.2.4 can be given this rule or set message: it dereferences, unchecked, things the kernel
- * always sends (an expression's name, a jump verdict's chain). */
-bool ruleset_msg_libnftnl_safe(const struct nlmsghdr *nlh);
+/* Whether a rule or set message is as the kernel always sends it (each attribute once; expressions named; jump
+ * verdicts with their chain), which libnftnl 1.2.4 and the raw walkers rely on. */
+bool ruleset_msg_readable(const struct nlmsghdr *nlh);
 
 void ruleset_done(struct ruleset *rs);

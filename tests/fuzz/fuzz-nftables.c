@@ -60,7 +60,7 @@ static void libnftnl_parse(const struct nlmsghdr *nlh) {
                 break;
         }
         case NFT_MSG_NEWSET: {
-                if (!ruleset_msg_libnftnl_safe(nlh))
+                if (!ruleset_msg_readable(nlh))
                         break; /* the parser does not give it to libnftnl either */
                 struct nftnl_set *st = nftnl_set_alloc();
                 nftnl_set_nlmsg_parse(nlh, st);
@@ -68,7 +68,7 @@ static void libnftnl_parse(const struct nlmsghdr *nlh) {
                 break;
         }
         case NFT_MSG_NEWRULE: {
-                if (!ruleset_msg_libnftnl_safe(nlh))
+                if (!ruleset_msg_readable(nlh))
                         break; /* the parser does not give it to libnftnl either */
                 struct nftnl_rule *r = nftnl_rule_alloc();
                 nftnl_rule_nlmsg_parse(nlh, r);

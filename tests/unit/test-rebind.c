@@ -41,9 +41,27 @@ static void test_fuzz_element_without_attributes(void **state) {
         rebind_plan_done(&plan);
 }
 
+/* A rule with two expression lists: libnftnl reads the last, the batch builder counted the first and wrote past
+ * its array for the second (heap overflow, found by ASan). The kernel sends one: such a rule is not read. */
+static void test_fuzz_rule_with_two_expression_lists(void **state) {
+        size_t size;
+        char *buf = fixture_load("fuzz/rule-with-two-expression-lists.nl", &size);
+        struct ruleset rs;
+        assert_int_equal(ruleset_parse_messages(buf, size, &rs), 0);
+        assert_int_equal(rs.n_unreadable, 1);
+        ruleset_done(&rs);
+        free(buf);
+
+        struct rebind_plan plan = {};
+        plan_fixture("fuzz/rule-with-two-expression-lists.nl", &plan);
+        assert_int_equal(plan.n_rules, 0);
+        rebind_plan_done(&plan);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_fuzz_element_without_attributes),
+                cmocka_unit_test(test_fuzz_rule_with_two_expression_lists),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
