@@ -75,7 +75,7 @@ static int dump_receive(struct mnl_socket *nl, uint32_t seq, uint8_t **ret, size
         size_t len = 0, allocated = 0;
 
         for (;;) {
-                if (allocated - len < NETLINK_RECV_BUFFER) {
+                if (allocated - len < NETLINK_RECV_BUFFER + NETLINK_ZERO_TAIL) {
                         size_t n = MAX(allocated * 2, (size_t) 4 * NETLINK_RECV_BUFFER);
                         uint8_t *p = realloc(all, n);
                         if (!p)
@@ -109,6 +109,7 @@ static int dump_receive(struct mnl_socket *nl, uint32_t seq, uint8_t **ret, size
                 if (done || n == 0)
                         break;
         }
+        memset(all + len, 0, NETLINK_ZERO_TAIL);
         *ret = TAKE_PTR(all);
         *ret_len = len;
         return 0;
@@ -132,13 +133,14 @@ int netlink_dump(struct mnl_socket *nl, struct nlmsghdr *request, mnl_cb_t cb, v
                         return r;
         } else {
                 /* A plain GET is answered by one message and no NLMSG_DONE. */
-                buf = malloc(NETLINK_RECV_BUFFER);
+                buf = malloc(NETLINK_RECV_BUFFER + NETLINK_ZERO_TAIL);
                 if (!buf)
                         return -ENOMEM;
                 for (;;) {
                         ssize_t n = mnl_socket_recvfrom(nl, buf, NETLINK_RECV_BUFFER);
                         if (n >= 0) {
                                 len = (size_t) n;
+                                memset(buf + len, 0, NETLINK_ZERO_TAIL);
                                 break;
                         }
                         if (errno != EINTR)

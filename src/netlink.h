@@ -30,6 +30,11 @@ static inline bool nlmsg_whole_at(const void *buf, size_t size, size_t off) {
                         ((nlh) = (const void *) ((const uint8_t *) (buf) + (off)), true);                              \
              (off) += MNL_ALIGN((nlh)->nlmsg_len))
 
+/* Zero bytes after the last message of every buffer parsed: libnftnl 1.2.4 copies the strings nested in an
+ * expression with strdup() without checking for their NUL. The kernel always sends it; a recording may not, and
+ * the copy then stops here instead of past the buffer. */
+#define NETLINK_ZERO_TAIL 4
+
 /* Sleeps before the next of several reads of a list that kept changing: 10 ms, doubling each attempt. */
 void netlink_backoff(unsigned attempt);
 

@@ -659,8 +659,49 @@ static bool expression_readable(const struct nlattr *expr) {
         return (v != NFT_JUMP && v != NFT_GOTO) || nested_get(verdict, NFTA_VERDICT_CHAIN);
 }
 
-/* A rule or set message as the kernel always sends it: each attribute once, each expression readable. Any other
- * is not given to libnftnl (which would crash on some) nor to the raw walkers. */
+static bool nul_string(const struct nlattr *a) {
+        return mnl_attr_validate(a, MNL_TYPE_NUL_STRING) >= 0;
+}
+
+/* The names libnftnl 1.2.4 copies with strdup() after checking only that they are not empty: the kernel ends
+ * each with a NUL, a recording may not, and the copy then reads past the message (found by fuzz-nftables, a
+ * chain's table). Strings nested in expressions are bounded by the zero bytes every buffer of messages ends
+ * with (netlink_dump, ruleset_parse_messages). */
+static bool names_terminated(uint16_t type, const struct nlattr *a) {
+        const struct nlattr *dev;
+        switch (type) {
+        case NFT_MSG_NEWTABLE:
+                return mnl_attr_get_type(a) != NFTA_TABLE_NAME || nul_string(a);
+        case NFT_MSG_NEWCHAIN:
+                switch (mnl_attr_get_type(a)) {
+                case NFTA_CHAIN_TABLE:
+                case NFTA_CHAIN_NAME:
+                case NFTA_CHAIN_TYPE: return nul_string(a);
+                case NFTA_CHAIN_HOOK:
+                        if ((dev = nested_get(a, NFTA_HOOK_DEV)) && !nul_string(dev))
+                                return false;
+                        if ((dev = nested_get(a, NFTA_HOOK_DEVS))) {
+                                const struct nlattr *name;
+                                mnl_attr_for_each_nested(name, dev)
+                                        if (!nul_string(name))
+                                                return false;
+                        }
+                        return true;
+                default: return true;
+                }
+        case NFT_MSG_NEWRULE:
+                return (mnl_attr_get_type(a) != NFTA_RULE_TABLE && mnl_attr_get_type(a) != NFTA_RULE_CHAIN) ||
+                       nul_string(a);
+        case NFT_MSG_NEWSET:
+                return (mnl_attr_get_type(a) != NFTA_SET_TABLE && mnl_attr_get_type(a) != NFTA_SET_NAME) ||
+                       nul_string(a);
+        default: return true;
+        }
+}
+
+/* A table, chain, rule or set message as the kernel always sends it: each attribute once, names ended by their
+ * NUL, each expression readable. Any other is not given to libnftnl (which would crash on some) nor to the raw
+ * walkers. */
 bool ruleset_msg_readable(const struct nlmsghdr *nlh) {
         uint16_t type = NFNL_MSG_TYPE(nlh->nlmsg_type);
         const struct nlattr *a, *elem;
@@ -670,6 +711,8 @@ bool ruleset_msg_readable(const struct nlmsghdr *nlh) {
                 return false;
         mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
                 uint16_t at = mnl_attr_get_type(a);
+                if (!names_terminated(type, a))
+                        return false;
                 if ((type == NFT_MSG_NEWRULE && at == NFTA_RULE_EXPRESSIONS) ||
                     (type == NFT_MSG_NEWSET && at == NFTA_SET_EXPRESSIONS)) {
                         mnl_attr_for_each_nested(elem, a)
@@ -943,7 +986,7 @@ static int scan_table(struct scan *scan, const struct nlmsghdr *nlh) {
         _cleanup_(nftnl_table_freep) struct nftnl_table *t = nftnl_table_alloc();
         if (!t)
                 return -ENOMEM;
-        if (nftnl_table_nlmsg_parse(nlh, t) < 0 || !nftnl_table_get_str(t, NFTNL_TABLE_NAME))
+        if (!ruleset_msg_readable(nlh) || nftnl_table_nlmsg_parse(nlh, t) < 0 || !nftnl_table_get_str(t, NFTNL_TABLE_NAME))
                 return -EBADMSG;
         struct ruleset *rs = scan->rs;
         return path_add(&rs->tables, &rs->n_tables, &rs->allocated_tables,
@@ -955,7 +998,7 @@ static int scan_chain(struct scan *scan, const struct nlmsghdr *nlh) {
         _cleanup_(nftnl_chain_freep) struct nftnl_chain *c = nftnl_chain_alloc();
         if (!c)
                 return -ENOMEM;
-        if (nftnl_chain_nlmsg_parse(nlh, c) < 0 || !nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE) ||
+        if (!ruleset_msg_readable(nlh) || nftnl_chain_nlmsg_parse(nlh, c) < 0 || !nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE) ||
             !nftnl_chain_get_str(c, NFTNL_CHAIN_NAME))
                 return -EBADMSG;
         struct ruleset *rs = scan->rs;
@@ -1394,12 +1437,18 @@ bool ruleset_has_anonymous_sets(const struct ruleset *rs, size_t rule) {
         return rule_anonymous_sets(&rs->rules[rule], missing_one, &w) == 0;
 }
 
-int ruleset_parse_messages(const void *buf, size_t size, struct ruleset *ret) {
+int ruleset_parse_messages(const void *recording, size_t size, struct ruleset *ret) {
         struct ruleset rs = {};
         _cleanup_(scan_done) struct scan scan = {.rs = &rs};
         const struct nlmsghdr *nlh;
         size_t off;
         int r = 0;
+
+        _cleanup_free_ uint8_t *buf = malloc(size + NETLINK_ZERO_TAIL);
+        if (!buf)
+                return -ENOMEM;
+        memcpy_safe(buf, recording, size);
+        memset(buf + size, 0, NETLINK_ZERO_TAIL);
 
         NLMSG_FOREACH_IN(nlh, buf, size, off) {
                 r = scan_msg(&scan, nlh);

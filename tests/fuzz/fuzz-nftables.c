@@ -46,6 +46,8 @@ static void on_fault(int sig) {
 }
 
 static void libnftnl_parse(const struct nlmsghdr *nlh) {
+        if (!ruleset_msg_readable(nlh))
+                return; /* the parser does not give it to libnftnl either */
         switch (NFNL_MSG_TYPE(nlh->nlmsg_type)) {
         case NFT_MSG_NEWTABLE: {
                 struct nftnl_table *t = nftnl_table_alloc();
@@ -60,16 +62,12 @@ static void libnftnl_parse(const struct nlmsghdr *nlh) {
                 break;
         }
         case NFT_MSG_NEWSET: {
-                if (!ruleset_msg_readable(nlh))
-                        break; /* the parser does not give it to libnftnl either */
                 struct nftnl_set *st = nftnl_set_alloc();
                 nftnl_set_nlmsg_parse(nlh, st);
                 nftnl_set_free(st);
                 break;
         }
         case NFT_MSG_NEWRULE: {
-                if (!ruleset_msg_readable(nlh))
-                        break; /* the parser does not give it to libnftnl either */
                 struct nftnl_rule *r = nftnl_rule_alloc();
                 nftnl_rule_nlmsg_parse(nlh, r);
                 nftnl_rule_free(r);
@@ -78,12 +76,19 @@ static void libnftnl_parse(const struct nlmsghdr *nlh) {
         }
 }
 
-static bool libnftnl_survives(const uint8_t *data, size_t size) {
+static bool libnftnl_survives(const uint8_t *input, size_t size) {
         struct sigaction fault = {.sa_handler = on_fault}, old_segv, old_bus;
         sigjmp_buf trap;
         volatile bool survived = true;
         const struct nlmsghdr *nlh;
         size_t off;
+
+        /* as the parser holds messages: followed by zero bytes */
+        _cleanup_free_ uint8_t *data = malloc(size + NETLINK_ZERO_TAIL);
+        if (!data)
+                abort();
+        memcpy_safe(data, input, size);
+        memset(data + size, 0, NETLINK_ZERO_TAIL);
 
         __lsan_disable();
         sigaction(SIGSEGV, &fault, &old_segv);

@@ -266,6 +266,17 @@ static void test_fuzz_message_length_past_int_max(void **state) {
         free(buf);
 }
 
+/* A chain whose name fills its attribute to the end of the recording, with no NUL: libnftnl 1.2.4 strdup()s it
+ * and read past the buffer (found as a chain's table). The kernel always ends a name with its NUL; such a chain is
+ * not given to libnftnl, and the recording is refused as a chain that cannot be read. */
+static void test_fuzz_chain_name_without_nul(void **state) {
+        size_t size;
+        char *buf = fixture_load("fuzz/chain-name-without-nul.nl", &size);
+        struct ruleset rs;
+        assert_int_equal(ruleset_parse_messages(buf, size, &rs), -EBADMSG);
+        free(buf);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_every_form),        cmocka_unit_test(test_stale_keeps_old_index),
@@ -277,6 +288,7 @@ int main(void) {
                 cmocka_unit_test(test_fuzz_message_length_past_int_max),
                 cmocka_unit_test(test_fuzz_set_expression_without_name),
                 cmocka_unit_test(test_fuzz_goto_without_chain),
+                cmocka_unit_test(test_fuzz_chain_name_without_nul),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
