@@ -108,19 +108,28 @@ int file_replace(const char *dir, const char *name, const void *data, size_t siz
         return 0;
 }
 
+/* Opens name in dfd as a state file: never through a symlink, and only a regular file (O_NONBLOCK: a FIFO planted
+ * in its place must not hang the run before it is refused). Returns the fd, st filled, or a negative errno. */
+static int state_file_open(int dfd, const char *name, int flags, struct stat *st) {
+        _cleanup_close_ int fd = openat(dfd, name, flags | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
+        if (fd < 0)
+                return negative_errno();
+        if (fstat(fd, st) < 0)
+                return negative_errno();
+        if (!S_ISREG(st->st_mode))
+                return -EBADFD;
+        return TAKE_FD(fd);
+}
+
 int file_append(const char *dir, const char *name, const void *data, size_t size) {
         _cleanup_close_ int dfd = dir_open(dir);
         if (dfd < 0)
                 return dfd;
 
-        _cleanup_close_ int fd = openat(dfd, name, O_RDWR | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
-        if (fd < 0)
-                return negative_errno();
         struct stat st;
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
+        _cleanup_close_ int fd = state_file_open(dfd, name, O_RDWR | O_APPEND | O_CREAT, &st);
+        if (fd < 0)
+                return fd;
 
         /* A record starts on a line of its own, even after a torn last line (a crash, a full disk elsewhere). */
         char last = '\n';
@@ -160,14 +169,10 @@ int file_open_read(const char *dir, const char *name, FILE **ret) {
         _cleanup_close_ int dfd = dir_open(dir);
         if (dfd < 0)
                 return dfd;
-        _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
         struct stat st;
+        _cleanup_close_ int fd = state_file_open(dfd, name, O_RDONLY, &st);
         if (fd < 0)
-                return negative_errno();
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
+                return fd;
         FILE *f = fdopen(fd, "re");
         if (!f)
                 return negative_errno();
@@ -181,16 +186,10 @@ int file_read(const char *dir, const char *name, size_t max_size, char **ret_dat
         if (dfd < 0)
                 return dfd;
 
-        /* O_NONBLOCK: a FIFO planted in its place must not hang the run (it is refused just below) */
-        _cleanup_close_ int fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-        if (fd < 0)
-                return negative_errno();
-
         struct stat st;
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
+        _cleanup_close_ int fd = state_file_open(dfd, name, O_RDONLY, &st);
+        if (fd < 0)
+                return fd;
         if ((size_t) st.st_size > max_size)
                 return -EFBIG;
 
@@ -225,14 +224,10 @@ int file_lock(const char *dir, const char *name, unsigned timeout_ms) {
         if (dfd < 0)
                 return dfd;
 
-        _cleanup_close_ int fd = openat(dfd, name, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, 0600);
         struct stat st;
+        _cleanup_close_ int fd = state_file_open(dfd, name, O_RDWR | O_CREAT, &st);
         if (fd < 0)
-                return negative_errno();
-        if (fstat(fd, &st) < 0)
-                return negative_errno();
-        if (!S_ISREG(st.st_mode))
-                return -EBADFD;
+                return fd;
 
         /* Poll instead of a blocking flock() so that the wait is bounded without signals. */
         for (unsigned waited = 0;; waited += 10) {
