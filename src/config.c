@@ -18,6 +18,9 @@ void config_defaults(struct config *c) {
                 .prune_stale_twins = true,
                 .repair = REPAIR_AUTO,
                 .history_max_bytes = 4u << 20,
+                .watch = true,
+                .watch_debounce_ms = 200,
+                .watch_repair_limit = 5,
         };
 }
 
@@ -160,6 +163,23 @@ static int config_apply(struct config *c, const char *key, const char *value) {
         if (streq(key, "Prune-Stale-Twins")) {
                 r = parse_bool(value, &c->prune_stale_twins);
                 return r < 0 ? MALFORMED("is not a boolean") : 0;
+        }
+        if (streq(key, "Watch")) {
+                r = parse_bool(value, &c->watch);
+                return r < 0 ? MALFORMED("is not a boolean") : 0;
+        }
+        if (streq(key, "Watch-Debounce")) {
+                r = parse_duration_ms(value, 0, 10 * 1000, &c->watch_debounce_ms);
+                return r < 0 ? MALFORMED("is not a duration between 0 and 10 seconds") : 0;
+        }
+        if (streq(key, "Watch-Repair-Limit")) {
+                char *end;
+                errno = 0;
+                unsigned long v = strtoul(value, &end, 10);
+                if (errno || end == value || *end || value[0] == '-' || v > 1000)
+                        return MALFORMED("is not a number between 0 and 1000");
+                c->watch_repair_limit = (unsigned) v;
+                return 0;
         }
         if (streq(key, "Never-Touch::")) {
                 if (!unit_name_plausible(value))

@@ -40,6 +40,9 @@ struct config {
         enum config_repair repair;
         bool allow_flush;         /* Repair "reload": reload even a unit that flushes what it does not create */
         uint64_t history_max_bytes; /* history.jsonl is rotated to history.jsonl.1 beyond this */
+        bool watch;               /* the watcher acts on restarts apt never sees; false: it stays idle */
+        unsigned watch_debounce_ms; /* quiet after the last link event before the watcher looks */
+        unsigned watch_repair_limit; /* repairs of one table per minute the watcher makes; 0: no limit */
 };
 
 const char *config_repair_to_string(enum config_repair r);

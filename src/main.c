@@ -15,6 +15,7 @@
 #include "state.h"
 #include "pipeline.h"
 #include "units.h"
+#include "watch.h"
 
 #define EXIT_STALE 1
 #define EXIT_ERROR 2
@@ -42,6 +43,8 @@ static void help(void) {
                "  check           report stale references; exit 0 none, 1 some, 2 error\n"
                "  history         the runs that found or did something (--json: the raw records)\n"
                "  dpkg-status     read dpkg's status-logger stream on stdin, note the packages it touches\n"
+               "  watch           repair after restarts apt never sees (the service); SIGHUP re-reads the\n"
+               "                  configuration\n"
                "\n"
                "Options:\n"
                "  --json          print the findings as one JSON object\n"
@@ -370,8 +373,9 @@ int main(int argc, char *argv[]) {
         /* A malformed value has been reported and replaced by its default: go on. */
         (void) config_load(NULL, &ctx.config);
         const char *cmd = optind < argc ? argv[optind] : NULL;
-        /* Not the status-logger: it lives as long as dpkg's run, and must read its stream to the end. */
-        if (!cmd || !streq(cmd, "dpkg-status"))
+        /* Not the status-logger: it lives as long as dpkg's run, and must read its stream to the end; nor the
+         * watcher, which bounds each of its runs. */
+        if (!cmd || (!streq(cmd, "dpkg-status") && !streq(cmd, "watch")))
                 budget_begin(&ctx);
         if (ctx.hook)
                 hook_begin(&ctx);
@@ -387,6 +391,9 @@ int main(int argc, char *argv[]) {
                 r = cmd_history(&ctx);
         else if (streq(cmd, "dpkg-status"))
                 r = cmd_dpkg_status(&ctx);
+        else if (streq(cmd, "watch") && !ctx.hook)
+                r = watch_main(&(struct watch_options){.run_dir = ctx.run_dir, .state_dir = ctx.state_dir,
+                                                       .config = &ctx.config});
         else {
                 log_error("Unknown command '%s'; see 'reconcile-after-upgrade --help'.", cmd);
                 r = -EINVAL;

@@ -64,6 +64,7 @@ void pipeline_result_done(struct pipeline_result *r) {
         json_decref(r->leftovers);
         json_decref(r->not_repaired);
         json_decref(r->waited);
+        json_decref(r->held);
         json_decref(r->lost);
         json_decref(r->record);
         free(r->problem);
@@ -255,6 +256,7 @@ static void record_run(const struct pipeline_options *opt, struct pipeline_resul
         struct timespec wall;
         clock_gettime(CLOCK_REALTIME, &wall);
         in->via = opt->via;
+        in->cause = opt->cause;
         in->waited = res->waited;
         in->seconds = seconds_since(start);
         in->finished = (double) wall.tv_sec + (double) (wall.tv_nsec / 1000) / 1e6;
@@ -317,6 +319,38 @@ static json_t *ref_place(const struct stale_ref *s) {
                    json_object_set_new(j, "was", json_name(s->was[0] ? s->was : NULL)) < 0)
                 return json_decref(j), NULL;
         return j;
+}
+
+/* The stale references this run may repair: f without those of held tables (the watcher's rate limit), which go
+ * to held (when not NULL) with why. A view into f: only its stale list is its own (findings_view_done). */
+static int findings_unheld(const struct pipeline_options *opt, const struct findings *f, struct findings *ret,
+                           json_t *held) {
+        *ret = *f;
+        ret->n_stale = 0;
+        ret->stale = calloc(f->n_stale + 1, sizeof(*ret->stale));
+        if (!ret->stale)
+                return -ENOMEM;
+        for (size_t k = 0; k < f->n_stale; k++) {
+                const struct stale_ref *s = &f->stale[k];
+                if (!opt->hold_table || !opt->hold_table(opt->hold_userdata, s->ref->family, s->ref->table)) {
+                        ret->stale[ret->n_stale++] = *s;
+                        continue;
+                }
+                if (!held)
+                        continue;
+                json_t *e = ref_place(s);
+                if (!e || json_object_set_new(e, "why", json_string(opt->hold_why ?: "held back")) < 0 ||
+                    json_object_set_new(e, "ifindex", json_integer(s->ref->ifindex)) < 0 ||
+                    json_object_set_new(e, "was", json_name(s->was[0] ? s->was : NULL)) < 0 ||
+                    json_array_append_new(held, e) < 0)
+                        return json_decref(e), -ENOMEM;
+        }
+        return 0;
+}
+
+static void findings_view_done(struct findings *f) {
+        free(f->stale);
+        *f = (struct findings){};
 }
 
 /* What the plan did not rewrite, and why; and the leftovers it deleted (or, with pruning off, left): one entry
@@ -383,11 +417,14 @@ static int repair_in_place(const struct pipeline_options *opt, struct pipeline_r
 
         for (unsigned attempt = 0;; attempt++) {
                 _cleanup_(rebind_plan_done) struct rebind_plan plan = {};
+                _cleanup_(findings_view_done) struct findings mine = {};
                 _cleanup_free_ char *error = NULL;
-                if (f->n_stale == 0)
+                if (findings_unheld(opt, f, &mine, NULL) < 0)
+                        return stop(res, STOP_ERROR, ENOMEM, "Out of memory.");
+                if (mine.n_stale == 0)
                         return 0;
                 uint64_t t0 = monotonic_usec();
-                r = rebind_plan(rs, f, opt->config->prune_stale_twins, &plan);
+                r = rebind_plan(rs, &mine, opt->config->prune_stale_twins, &plan);
                 log_debug("rebind: planned in %.1f ms", (double) (monotonic_usec() - t0) / 1e3);
                 if (r == -EAGAIN && attempt + 1 < REBIND_ATTEMPTS) {
                         if ((r = reading_take(res, cur)) < 0)
@@ -405,9 +442,9 @@ static int repair_in_place(const struct pipeline_options *opt, struct pipeline_r
                 json_decref(res->leftovers);
                 res->not_repaired = json_array();
                 res->leftovers = json_array();
-                if (!res->not_repaired || !res->leftovers || plan_lists(f, &plan, res->not_repaired, res->leftovers) < 0)
+                if (!res->not_repaired || !res->leftovers || plan_lists(&mine, &plan, res->not_repaired, res->leftovers) < 0)
                         return stop(res, STOP_ERROR, ENOMEM, "Out of memory.");
-                plan_attribute(&res->res, f, &plan, pretend ? REBIND_WOULD : REBIND_DONE);
+                plan_attribute(&res->res, &mine, &plan, pretend ? REBIND_WOULD : REBIND_DONE);
                 if (pretend || plan.n_rebind + plan.n_prune == 0)
                         return 0;
 
@@ -424,7 +461,7 @@ static int repair_in_place(const struct pipeline_options *opt, struct pipeline_r
                 }
                 res->acted = true;
                 if (r < 0) {
-                        plan_attribute(&res->res, f, &plan, REBIND_FAILED);
+                        plan_attribute(&res->res, &mine, &plan, REBIND_FAILED);
                         for (size_t i = 0; i < res->res.n_actions; i++) {
                                 struct action *a = &res->res.actions[i];
                                 if (a->rebind == REBIND_FAILED && !a->rebind_error &&
@@ -590,12 +627,18 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
                         return 0;
         }
 
+        /* Held tables (the watcher's rate limit) are neither reloaded nor rebound: said, left as they are. */
+        _cleanup_(findings_view_done) struct findings planned = {};
+        res->held = json_array();
+        if (!res->held || findings_unheld(opt, found, &planned, res->held) < 0)
+                return stop(res, STOP_ERROR, ENOMEM, "Out of memory.");
+
         /* From here to the verified reading: what the repair itself costs. */
         uint64_t repair_start = monotonic_usec();
         struct reconcile_options ro = {.config = opt->config, .dry_run = opt->dry_run,
                                        .policy_rc_d = opt->policy_rc_d ? opt->policy_rc_d : "/usr/sbin/policy-rc.d",
                                        .ruleset = &res->view.now.ruleset, .why_no_units = why_no_units};
-        r = reconcile_plan(bus, &ro, found, &res->res);
+        r = reconcile_plan(bus, &ro, &planned, &res->res);
         if (r < 0)
                 return stop(res, STOP_ERROR, r, "Failed to plan: %m");
         reconcile_reload(bus, &ro, &res->res);
@@ -612,6 +655,12 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
         in.res = &res->res;
         in.packages = packages = describe_packages(bus, found, &changes);
         in.leftovers = json_array_size(res->leftovers) ? res->leftovers : NULL;
+        if (json_array_size(res->held)) {
+                if (!res->not_repaired)
+                        res->not_repaired = json_array();
+                if (!res->not_repaired || json_array_extend(res->not_repaired, res->held) < 0)
+                        return stop(res, STOP_ERROR, ENOMEM, "Out of memory.");
+        }
         in.not_repaired = json_array_size(res->not_repaired) ? res->not_repaired : NULL;
         if (r < 0 || !res->acted) {
                 in.outcome = r < 0 && res->acted ? OUTCOME_FAILED : OUTCOME_STALE;

@@ -25,6 +25,12 @@ struct pipeline_options {
                                   * find nothing) */
         const char *policy_rc_d; /* NULL: /usr/sbin/policy-rc.d */
         uint64_t deadline_usec;  /* CLOCK_MONOTONIC: waits end before it (the time budget); 0: no deadline */
+        /* Tables this run must leave as they are (the watcher's repair rate limit): their stale references are
+         * reported, with hold_why, and not repaired. NULL: none. */
+        bool (*hold_table)(void *userdata, uint8_t family, const char *table);
+        void *hold_userdata;
+        const char *hold_why;
+        json_t *cause;           /* what made the caller run (recorded as is); may be NULL */
 };
 
 /* One run's view: what is now, what was (snapshot, history), and the diagnosis. */
@@ -70,6 +76,7 @@ struct pipeline_result {
         json_t *not_repaired;          /* stale references left as they were, each with "why"; or NULL */
         json_t *lost;                  /* tables/chains a reload took with it; or NULL */
         json_t *record;                /* what was recorded (history, journal, summary); NULL if nothing */
+        json_t *held;                  /* stale references of held tables, each with "why"; or NULL */
         json_t *waited;                /* {"interfaces": [...], "seconds": s, "came_back": bool}: the wait for
                                         * interfaces whose daemon was (re)starting; NULL when none */
         enum record_outcome outcome;   /* meaningful when record != NULL */

@@ -122,7 +122,7 @@ json_t *record_build(const struct record_input *in) {
         }
 
         _cleanup_(json_decrefp) json_t *leftovers = bounded(in->leftovers), *not_repaired = bounded(in->not_repaired);
-        return json_pack("{s:I, s:s?, s:s, s:o, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?, s:O?, s:O?, s:O?, s:O?, s:f, "
+        json_t *record = json_pack("{s:I, s:s?, s:s, s:o, s:o, s:o, s:I, s:o, s:o, s:I, s:o?, s:O?, s:O?, s:O?, s:O?, s:O?, s:f, "
                          "s:f, s:b, s:f}",
                          "time", (json_int_t) in->time, "via", in->via, "outcome",
                          record_outcome_to_string(in->outcome), "packages",
@@ -139,6 +139,9 @@ json_t *record_build(const struct record_input *in) {
                                  json_array_size(in->not_repaired) > RECORD_MAX_LISTED,
                          "finished",
                          in->finished);
+        if (record && in->cause && json_object_set(record, "cause", in->cause) < 0)
+                return json_decref(record), NULL;
+        return record;
 }
 
 /* "a b c" from an array of strings, or of objects' field. */
