@@ -71,8 +71,9 @@ extern "C" int apt_shim_config_read(const char *file, const char *scope, struct 
                 *ret_error = nullptr;
 
         try {
-                Configuration local;
-                Configuration &cnf = file ? local : *_config;
+                /* Never apt's global _config: a second read (the watcher's SIGHUP) would add to the first, and a
+                 * key since removed would stay. */
+                Configuration cnf;
                 bool ok = file ? ReadConfigFile(cnf, file) : pkgInitConfig(cnf);
                 if (!ok || _error->PendingError()) {
                         std::string msg = pop_errors();

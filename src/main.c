@@ -391,10 +391,13 @@ int main(int argc, char *argv[]) {
                 r = cmd_history(&ctx);
         else if (streq(cmd, "dpkg-status"))
                 r = cmd_dpkg_status(&ctx);
-        else if (streq(cmd, "watch") && !ctx.hook)
+        else if (streq(cmd, "watch") && !ctx.hook) {
+                /* a service: when it started, stopped, backed off is what its journal is for */
+                if (log_get_max_level() < LOG_NOTICE)
+                        log_set_max_level(LOG_NOTICE);
                 r = watch_main(&(struct watch_options){.run_dir = ctx.run_dir, .state_dir = ctx.state_dir,
                                                        .config = &ctx.config});
-        else {
+        } else {
                 log_error("Unknown command '%s'; see 'reconcile-after-upgrade --help'.", cmd);
                 r = -EINVAL;
         }

@@ -367,8 +367,8 @@ static json_t *cause_json(const struct watcher *w, const char *why) {
                             : json_array_size(w->units_done) ? "unit"
                             : w->events_lost                ? "events-lost"
                                                             : "ruleset";
-        json_t *cause = json_pack("{s:s, s:o?, s:O?, s:f}", "event", event, "interfaces", ifaces, "units",
-                                  json_array_size(w->units_done) ? w->units_done : NULL, "debounce_seconds",
+        json_t *cause = json_pack("{s:s, s:o?, s:o?, s:f}", "event", event, "interfaces", ifaces, "units",
+                                  json_array_size(w->units_done) ? json_copy(w->units_done) : NULL, "debounce_seconds",
                                   (double) w->opt->config->watch_debounce_ms / 1e3);
         if (cause && w->first_event_usec && json_object_set_new(cause, "first_event", json_real(w->first_event_wall)) < 0)
                 return json_decref(cause), NULL;
@@ -436,10 +436,11 @@ static void watcher_look(struct watcher *w, const char *why) {
         if (res.record) {
                 _cleanup_free_ char *line = record_one_line(res.record);
                 const char *what = line ? line : "?";
-                /* the line is apt's, which names us first; the log says it already */
+                /* the line is apt's, which names us first; the log says it already. The journal has the record
+                 * itself: this is for -v. */
                 if (strncmp(what, "reconcile-after-upgrade: ", 25) == 0)
                         what += 25;
-                log_full(res.outcome == OUTCOME_FIXED ? LOG_NOTICE : LOG_WARNING, "watch: %s", what);
+                log_info("watch: %s", what);
                 repairs_count(w, &res.res, now);
                 if (json_array_size(res.held))
                         backoff_arm(w, now);
@@ -566,7 +567,7 @@ static int subscribe(struct watcher *w) {
 static int start(struct watcher *w, const char *why) {
         if (!w->opt->config->watch) {
                 (void) sd_notify(false, "READY=1\nSTATUS=Idle: Reconcile-After-Upgrade::Watch is false.");
-                log_info("watch: idle (Reconcile-After-Upgrade::Watch is false).");
+                log_notice("watch: idle (Reconcile-After-Upgrade::Watch is false).");
                 return 0;
         }
         int r = subscribe(w);
@@ -574,6 +575,7 @@ static int start(struct watcher *w, const char *why) {
                 return r;
         watcher_look(w, why);
         (void) sd_notify(false, "READY=1");
+        log_notice("watch: watching %zu interface(s) the ruleset holds by index.", w->n_watched);
         return 0;
 }
 
@@ -588,7 +590,7 @@ static int on_sighup(sd_event_source *s _unused_, const struct signalfd_siginfo 
                 config_done(w->opt->config);
                 *w->opt->config = fresh;
         }
-        log_info("watch: configuration reloaded.");
+        log_notice("watch: configuration reloaded.");
         unsubscribe(w);
         int r = start(w, "reload");
         if (r < 0)
@@ -645,6 +647,6 @@ int watch_main(const struct watch_options *opt) {
         (void) sd_notify(false, "STOPPING=1");
         if (r < 0)
                 return log_error_errno(r, "watch: the event loop failed: %m");
-        log_info("watch: stopped.");
+        log_notice("watch: stopped.");
         return 0;
 }

@@ -6,6 +6,7 @@
 #   ct_boot rau-test            # fresh copy of it, booted; sets CT_ROOT CT_PID1 CT_NSPAWN_PID CT_LOG
 #   ct_exec systemctl status    # run a command inside (exit status and output are the command's)
 #   ct_copy_in ./bin /usr/local/bin/bin
+#   ct_reboot                   # a real reboot: nspawn exits 133, the same rootfs boots again
 #   ct_poweroff                 # also run by the EXIT trap ct_boot installs
 #
 # ct_boot installs `trap ct_cleanup EXIT` (and turns INT/TERM/HUP into an exit); an EXIT trap the caller set
@@ -193,11 +194,17 @@ ct_boot() {
 	CT_LOG=$CT_TMP/nspawn.log
 	ct_pid_stamp $$ >"$CT_TMP/owner"
 	ct_fresh_root "$CT_TMP" || { ct_die "could not prepare a rootfs in $CT_TMP"; return 1; }
+	ct_nspawn_start
+}
+
+# ct_nspawn_start: boot systemd-nspawn on CT_ROOT; returns once systemd says running or degraded.
+ct_nspawn_start() {
+	local name=$CT_NAME
 	# --register=no --keep-unit: there is no host systemd/D-Bus to register with.
 	# /dev/net/tun: nspawn creates it in the container's /dev itself (it is in its list of device nodes to copy),
 	# and registered nowhere it sets no device cgroup policy: no --bind or DeviceAllow is needed (README.md).
 	systemd-nspawn -D "$CT_ROOT" -b --private-network --machine="$name" --register=no --keep-unit -q \
-		--link-journal=no --resolv-conf=off --timezone=off </dev/null >"$CT_LOG" 2>&1 &
+		--link-journal=no --resolv-conf=off --timezone=off </dev/null >>"$CT_LOG" 2>&1 &
 	CT_NSPAWN_PID=$!
 	ct_pid_stamp "$CT_NSPAWN_PID" >"$CT_TMP/nspawn"
 	local i
@@ -222,6 +229,22 @@ ct_boot() {
 	sed 's/^/# ct:   /' "$CT_LOG" >&2
 	ct_exec systemctl --failed --no-legend 2>&1 | sed 's/^/# ct:   /' >&2
 	return 1
+}
+
+# ct_reboot: a real reboot of the booted container: its systemd stops every unit and asks for a reboot, which
+# systemd-nspawn reports by exiting with status 133; then the same rootfs (what changed in it kept) boots again.
+ct_reboot() {
+	local i
+	[ -n "$CT_NSPAWN_PID" ] || { ct_die "ct_reboot: no container booted"; return 1; }
+	RAU_CT_EXEC_TIMEOUT=10 ct_exec systemctl start reboot.target --job-mode=replace-irreversibly --no-block \
+		>/dev/null 2>&1
+	for ((i = 0; i < 300; i++)); do kill -0 "$CT_NSPAWN_PID" 2>/dev/null || break; sleep 0.1; done
+	if kill -0 "$CT_NSPAWN_PID" 2>/dev/null; then ct_die "container $CT_NAME did not reboot in 30 s"; return 1; fi
+	wait "$CT_NSPAWN_PID" 2>/dev/null
+	CT_EXIT_STATUS=$?
+	CT_NSPAWN_PID='' CT_PID1=''
+	[ "$CT_EXIT_STATUS" -eq 133 ] || { ct_die "systemd-nspawn exited with $CT_EXIT_STATUS, not 133 (reboot)"; return 1; }
+	ct_nspawn_start
 }
 
 # ct_exec CMD...: run CMD in all of the container's namespaces with a clean environment. stdin, stdout,
