@@ -267,8 +267,11 @@ replay_product() {
 	n0=$(records)
 	out=$(ct_exec apt-get install -y --reinstall /var/tmp/reconcile-after-upgrade.deb 2>&1 </dev/null)
 	rc=$?
+	got="$rc $(grep -c '^Setting up reconcile-after-upgrade' <<<"$out") $(grep -c '^reconcile-after-upgrade:' <<<"$out") $(($(records) - n0))"
+	[ "$got" = "0 1 0 0" ] || ct_diag "exit, set-up lines, our lines, new records: $got" "$out" \
+		"$(ct_exec tail -n 1 /var/lib/reconcile-after-upgrade/history.jsonl | jq -c '[.via, .outcome, .cause, .interfaces, .stale]')"
 	ct_check "an apt run that changes nothing network-related: exit 0, dpkg ran, no line of ours, no record" \
-		test "$rc $(grep -c '^Setting up reconcile-after-upgrade' <<<"$out") $(grep -c '^reconcile-after-upgrade:' <<<"$out") $(($(records) - n0))" = "0 1 0 0"
+		test "$got" = "0 1 0 0"
 
 	# Chroot-style: the same rootfs from outside, where systemd is not running (as in debootstrap or an image
 	# build). apt must succeed; the hook says it skipped; the host's rules are not touched.
