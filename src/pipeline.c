@@ -574,6 +574,13 @@ static int wait_for_interfaces(const struct pipeline_options *opt, struct pipeli
         return 1;
 }
 
+static bool findings_any_recreated(const struct findings *f) {
+        for (size_t i = 0; i < f->n_ifaces; i++)
+                if (f->ifaces[i].change == IFACE_RECREATED && f->ifaces[i].n_stale > 0)
+                        return true;
+        return false;
+}
+
 static int do_reconcile(const struct pipeline_options *opt, struct pipeline_result *res, uint64_t now) {
         _cleanup_(package_changes_done) struct package_changes changes = {};
         _cleanup_(sd_bus_flush_close_unrefp) sd_bus *bus = NULL;
@@ -662,6 +669,9 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
                         return stop(res, STOP_ERROR, ENOMEM, "Out of memory.");
         }
         in.not_repaired = json_array_size(res->not_repaired) ? res->not_repaired : NULL;
+        if (r >= 0 && !res->acted && opt->record_only_repairs && !json_array_size(res->held) &&
+            !findings_any_recreated(found))
+                return 0;
         if (r < 0 || !res->acted) {
                 in.outcome = r < 0 && res->acted ? OUTCOME_FAILED : OUTCOME_STALE;
                 record_run(opt, res, &in, &start);

@@ -31,6 +31,8 @@ struct pipeline_options {
         void *hold_userdata;
         const char *hold_why;
         json_t *cause;           /* what made the caller run (recorded as is); may be NULL */
+        bool record_only_repairs; /* no record of a run that found only interfaces that are gone, and so could
+                                   * change nothing (the watcher looks when a daemon stops, too) */
 };
 
 /* One run's view: what is now, what was (snapshot, history), and the diagnosis. */

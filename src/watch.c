@@ -393,6 +393,7 @@ static struct pipeline_options look_options(struct watcher *w) {
                 .config = w->opt->config,
                 .via = "watch",
                 .lazy_owners = true,
+                .record_only_repairs = true,
                 .deadline_usec = now_usec(CLOCK_MONOTONIC) + budget,
                 .hold_table = watcher_hold_table,
                 .hold_userdata = w,

@@ -66,7 +66,8 @@ for f in /usr/sbin/reconcile-after-upgrade \
 	/usr/share/man/man8/reconcile-after-upgrade.8.gz /usr/share/man/man5/reconcile-after-upgrade.conf.5.gz \
 	/etc/apt/apt.conf.d/50reconcile-after-upgrade /etc/apt/apt.conf.d/99reconcile-after-upgrade \
 	/etc/dpkg/dpkg.cfg.d/reconcile-after-upgrade /usr/lib/systemd/catalog/reconcile-after-upgrade.catalog \
-	/usr/lib/tmpfiles.d/reconcile-after-upgrade.conf /usr/share/doc/reconcile-after-upgrade/copyright; do
+	/usr/lib/tmpfiles.d/reconcile-after-upgrade.conf /usr/share/doc/reconcile-after-upgrade/copyright \
+	/lib/systemd/system/reconcile-after-upgrade.service; do
 	check "the .deb ships $f" grep -qxF "$f" "$tmp/contents"
 done
 check "/usr/sbin/reconcile-after-upgrade is executable (mode 0755)" \
@@ -89,6 +90,12 @@ check "postrm purges /var/lib/reconcile-after-upgrade and /run/reconcile-after-u
 	grep -qE 'rm -rf /var/lib/reconcile-after-upgrade /run/reconcile-after-upgrade' "$tmp/control/postrm"
 check "postinst takes the baseline snapshot on configure, quietly, never failing" \
 	grep -qE 'reconcile-after-upgrade --hook=postinst -q snapshot >/dev/null 2>&1 \|\| true' "$tmp/control/postinst"
+check "postinst enables the watcher's unit (dh_installsystemd)" \
+	grep -qE "deb-systemd-helper enable 'reconcile-after-upgrade.service'" "$tmp/control/postinst"
+check "postinst starts (or restarts) it through deb-systemd-invoke, which honours policy-rc.d" \
+	grep -qE "deb-systemd-invoke .*'reconcile-after-upgrade.service'" "$tmp/control/postinst"
+check "the unit is the watcher: Type=notify, ExecStart=/usr/sbin/reconcile-after-upgrade watch" \
+	test "$(grep -cxE 'Type=notify|ExecStart=/usr/sbin/reconcile-after-upgrade watch' "$tmp/data/lib/systemd/system/reconcile-after-upgrade.service")" -eq 2
 check "postinst creates the directories through systemd-tmpfiles (dh_installtmpfiles)" \
 	grep -q 'systemd-tmpfiles .*--create reconcile-after-upgrade.conf' "$tmp/control/postinst"
 
