@@ -269,8 +269,10 @@ static void link_event(struct watcher *w, const struct nlmsghdr *nlh) {
         arm_debounce(w);
 }
 
-static int on_rtnl(sd_event_source *s _unused_, int fd, uint32_t revents _unused_, void *userdata) {
-        struct watcher *w = userdata;
+/* Reads everything queued on a subscription. Events the kernel dropped (the socket's buffer was full) set *lost:
+ * the look then goes by what is, not by what was seen. */
+static int drain(struct watcher *w, int fd, void (*event)(struct watcher *w, const struct nlmsghdr *nlh), bool *lost,
+                 const char *what) {
         for (;;) {
                 ssize_t len = recv(fd, w->buf, RECV_BUFFER_SIZE, MSG_DONTWAIT);
                 if (len < 0 && errno == EINTR)
@@ -278,18 +280,23 @@ static int on_rtnl(sd_event_source *s _unused_, int fd, uint32_t revents _unused
                 if (len < 0 && errno == EAGAIN)
                         return 0;
                 if (len < 0 && errno == ENOBUFS) {
-                        log_debug("watch: link events were lost (socket buffer full); looking anyway");
-                        w->events_lost = true;
+                        log_debug("watch: %s were lost (socket buffer full); looking anyway", what);
+                        *lost = true;
                         arm_debounce(w);
                         continue;
                 }
                 if (len < 0)
-                        return log_error_errno(errno, "watch: failed to read link events: %m");
+                        return log_error_errno(errno, "watch: failed to read %s: %m", what);
                 const struct nlmsghdr *nlh;
                 size_t off;
                 NLMSG_FOREACH_IN(nlh, w->buf, (size_t) len, off)
-                        link_event(w, nlh);
+                        event(w, nlh);
         }
+}
+
+static int on_rtnl(sd_event_source *s _unused_, int fd, uint32_t revents _unused_, void *userdata) {
+        struct watcher *w = userdata;
+        return drain(w, fd, link_event, &w->events_lost, "link events");
 }
 
 static int gen_attr_cb(const struct nlattr *a, void *data) {
@@ -316,24 +323,7 @@ static void nft_event(struct watcher *w, const struct nlmsghdr *nlh) {
 
 static int on_nft(sd_event_source *s _unused_, int fd, uint32_t revents _unused_, void *userdata) {
         struct watcher *w = userdata;
-        for (;;) {
-                ssize_t len = recv(fd, w->buf, RECV_BUFFER_SIZE, MSG_DONTWAIT);
-                if (len < 0 && errno == EINTR)
-                        continue;
-                if (len < 0 && errno == EAGAIN)
-                        return 0;
-                if (len < 0 && errno == ENOBUFS) {
-                        w->ruleset_changed = true;
-                        arm_debounce(w);
-                        continue;
-                }
-                if (len < 0)
-                        return log_error_errno(errno, "watch: failed to read ruleset events: %m");
-                const struct nlmsghdr *nlh;
-                size_t off;
-                NLMSG_FOREACH_IN(nlh, w->buf, (size_t) len, off)
-                        nft_event(w, nlh);
-        }
+        return drain(w, fd, nft_event, &w->ruleset_changed, "ruleset events");
 }
 
 static int on_job_removed(sd_bus_message *m, void *userdata, sd_bus_error *error _unused_) {
