@@ -181,6 +181,16 @@ static int config_apply(struct config *c, const char *key, const char *value) {
                 c->watch_repair_limit = (unsigned) v;
                 return 0;
         }
+        if (streq(key, "Metrics-Dir")) {
+                if (value[0] && value[0] != '/')
+                        return MALFORMED("is not an absolute path (or \"\" for none)");
+                char *dup = strdup(value);
+                if (!dup)
+                        return -ENOMEM;
+                free(c->metrics_dir);
+                c->metrics_dir = dup;
+                return 0;
+        }
         if (streq(key, "Never-Touch::")) {
                 if (!unit_name_plausible(value))
                         return MALFORMED("is not a unit name");
@@ -258,6 +268,10 @@ const char *config_daemon_unit(const struct config *c, const char *daemon_unit) 
         return map_find(c->daemon_units, c->n_daemon_units, daemon_unit);
 }
 
+const char *config_metrics_dir(const struct config *c) {
+        return c->metrics_dir ? c->metrics_dir : CONFIG_METRICS_DIR_DEFAULT;
+}
+
 bool config_never_touch(const struct config *c, const char *unit) {
         for (size_t i = 0; i < c->n_never_touch; i++)
                 if (streq(c->never_touch[i], unit))
@@ -279,5 +293,6 @@ void config_done(struct config *c) {
         for (size_t i = 0; i < c->n_never_touch; i++)
                 free(c->never_touch[i]);
         free(c->never_touch);
+        free(c->metrics_dir);
         config_defaults(c);
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #define CONFIG_SCOPE "Reconcile-After-Upgrade"
+#define CONFIG_METRICS_DIR_DEFAULT "/var/lib/prometheus/node-exporter"
 
 enum config_mode {
         MODE_RECONCILE, /* reload the dependent units */
@@ -43,6 +44,7 @@ struct config {
         bool watch;               /* the watcher acts on restarts apt never sees; false: it stays idle */
         unsigned watch_debounce_ms; /* quiet after the last link event before the watcher looks */
         unsigned watch_repair_limit; /* repairs of one table per minute the watcher makes; 0: no limit */
+        char *metrics_dir;        /* node_exporter's textfile directory; "" : none. Used only when it exists */
 };
 
 const char *config_repair_to_string(enum config_repair r);
@@ -56,5 +58,6 @@ int config_load(const char *file, struct config *ret);
 const char *config_table_unit(const struct config *c, const char *family, const char *table);
 const char *config_daemon_unit(const struct config *c, const char *daemon_unit);
 bool config_never_touch(const struct config *c, const char *unit);
+const char *config_metrics_dir(const struct config *c);
 
 void config_done(struct config *c);

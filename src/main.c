@@ -10,6 +10,7 @@
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
+#include "names.h"
 #include "packages.h"
 #include "report.h"
 #include "state.h"
@@ -129,7 +130,7 @@ static void print_actions(FILE *out, const struct reconcile_result *res) {
         for (size_t i = 0; i < res->n_actions; i++) {
                 const struct action *a = &res->actions[i];
                 const struct plan_item *p = &a->plan;
-                fprintf(out, "table %s %s: ", p->family, p->table);
+                fprintf(out, "table %s %s: ", p->family, NAME(p->table));
                 switch (a->reload) {
                 case RELOAD_DONE:
                         fprintf(out, "reloaded %s in %.2f s (%s; %s)\n", p->unit,

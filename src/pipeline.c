@@ -9,6 +9,7 @@
 #include "json-util.h"
 #include "log.h"
 #include "names.h"
+#include "metrics.h"
 #include "pipeline.h"
 #include "rebind.h"
 #include "units.h"
@@ -132,10 +133,11 @@ static int run_begin(const struct pipeline_options *opt, struct pipeline_result 
         r = dir_ensure(opt->state_dir);
         if (r < 0)
                 return stop(res, STOP_ERROR, r, "Failed to create state directory %s: %m", opt->state_dir);
-        int fd = file_lock(opt->run_dir, LOCK_FILE, LOCK_TIMEOUT_MS);
+        unsigned timeout_ms = opt->lock_timeout_ms ? opt->lock_timeout_ms : LOCK_TIMEOUT_MS;
+        int fd = file_lock(opt->run_dir, LOCK_FILE, timeout_ms);
         if (fd == -ETIMEDOUT)
-                return stop(res, STOP_ERROR, fd, "Another run holds %s/%s; gave up after %u s.", opt->run_dir,
-                            LOCK_FILE, LOCK_TIMEOUT_MS / 1000);
+                return stop(res, STOP_ERROR, fd, "Another run holds %s/%s; gave up after %.1f s.", opt->run_dir,
+                            LOCK_FILE, (double) timeout_ms / 1000);
         if (fd < 0)
                 return stop(res, STOP_ERROR, fd, "Failed to lock %s/%s: %m", opt->run_dir, LOCK_FILE);
         return fd;
@@ -144,6 +146,8 @@ static int run_begin(const struct pipeline_options *opt, struct pipeline_result 
 /* A history that cannot be kept costs precision later, not correctness now: note it and go on. */
 static void history_update(const struct pipeline_options *opt, struct pipeline_result *res,
                            struct link_history *h, const struct link_table *links, uint64_t now) {
+        if (opt->read_only)
+                return;
         int r = history_note_links(h, links, now);
         if (r >= 0 && h->dirty)
                 r = history_write(opt->state_dir, h);
@@ -708,6 +712,35 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
         return 0;
 }
 
+/* What the run found and did, for the fleet's monitoring. Never fails the run: a failure is noted. */
+static void metrics_note(const struct pipeline_options *opt, enum pipeline_job job, int r, struct pipeline_result *res) {
+        const struct findings *first = &res->view.findings;
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        struct metrics_run m = {
+                .via = opt->via ? opt->via : job == JOB_CHECK ? "check" : "manual",
+                .time = (double) wall.tv_sec + (double) (wall.tv_nsec / 1000) / 1e6,
+                .repairs = &res->res,
+                .repaired = res->acted,
+                .repair_success = res->record && res->outcome == OUTCOME_FIXED,
+                .repair_seconds = json_real_value(json_object_get(res->record, "repair_seconds")),
+        };
+        if (r < 0)
+                m.outcome = "error";
+        else {
+                m.outcome = res->record ? record_outcome_to_string(res->outcome)
+                            : first->n_stale == 0 ? "nothing-stale" : "stale";
+                m.ruleset = res->verified ? &res->again.ruleset : &res->view.now.ruleset;
+                m.stale = res->verified ? &res->left : first;
+                for (size_t i = 0; i < first->n_ifaces; i++)
+                        m.interfaces_recreated += first->ifaces[i].change == IFACE_RECREATED && first->ifaces[i].n_stale > 0;
+        }
+        int k = metrics_update(opt->run_dir, config_metrics_dir(opt->config), &m);
+        if (k < 0)
+                note(res, LOG_WARNING, k, "Failed to write the metrics (%s/%s): %m", config_metrics_dir(opt->config),
+                     METRICS_FILE);
+}
+
 int pipeline_run(const struct pipeline_options *opt, enum pipeline_job job, struct pipeline_result *ret) {
         struct pipeline_result res = {};
         uint64_t now = (uint64_t) time(NULL);
@@ -723,6 +756,8 @@ int pipeline_run(const struct pipeline_options *opt, enum pipeline_job job, stru
         else
                 r = do_reconcile(opt, &res, now);
 
+        if (lock >= 0 && job != JOB_SNAPSHOT && !opt->read_only && !opt->dry_run)
+                metrics_note(opt, job, r, &res);
         *ret = res;
         return r;
 }

@@ -25,12 +25,14 @@ struct pipeline_options {
                                   * find nothing) */
         const char *policy_rc_d; /* NULL: /usr/sbin/policy-rc.d */
         uint64_t deadline_usec;  /* CLOCK_MONOTONIC: waits end before it (the time budget); 0: no deadline */
+        unsigned lock_timeout_ms; /* how long to wait for another run's lock; 0: the default (30 s) */
         /* Tables this run must leave as they are (the watcher's repair rate limit): their stale references are
          * reported, with hold_why, and not repaired. NULL: none. */
         bool (*hold_table)(void *userdata, uint8_t family, const char *table);
         void *hold_userdata;
         const char *hold_why;
         json_t *cause;           /* what made the caller run (recorded as is); may be NULL */
+        bool read_only;          /* write nothing at all: no link history, no metrics (the monitoring check) */
         bool record_only_repairs; /* no record of a run that found only interfaces that are gone, and so could
                                    * change nothing (the watcher looks when a daemon stops, too) */
 };
