@@ -10,6 +10,7 @@
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
+#include "metrics.h"
 #include "names.h"
 #include "packages.h"
 #include "report.h"
@@ -289,6 +290,13 @@ static int cmd_dpkg_status(const struct context *ctx) {
         char buf[4096];
         while (fread(buf, 1, sizeof(buf), stdin) > 0)
                 ;
+        /* dpkg's stream ended: its run is over. apt holds its frontend lock for dpkg and says so in this variable;
+         * its Post-Invoke hook is due now. */
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
+        if (systemd_running() >= 0 && getenv("DPKG_FRONTEND_LOCKED") &&
+            (r = metrics_apt_ran(config_metrics_dir(&ctx->config), (double) wall.tv_sec + wall.tv_nsec / 1e9)) < 0)
+                log_warning_errno(r, "Failed to write %s/%s: %m", config_metrics_dir(&ctx->config), METRICS_APT_FILE);
         return 0;
 }
 

@@ -171,12 +171,12 @@ int metrics_render(FILE *out, json_t *state) {
 
 /* The textfile: readable by node_exporter's user, in a directory we do not own (it is node_exporter's). A
  * temporary name it skips (not *.prom), then rename; not synced: the next run writes it whole again. */
-static int write_textfile(const char *dir, const char *text, size_t size) {
+static int write_textfile(const char *dir, const char *name, const char *text, size_t size) {
         _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (dfd < 0)
                 return negative_errno();
-        char tmp[64];
-        snprintf(tmp, sizeof(tmp), "." METRICS_FILE ".%ld.tmp", (long) getpid());
+        char tmp[128];
+        snprintf(tmp, sizeof(tmp), ".%s.%ld.tmp", name, (long) getpid());
         (void) unlinkat(dfd, tmp, 0);
         _cleanup_close_ int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (fd < 0)
@@ -192,11 +192,16 @@ static int write_textfile(const char *dir, const char *text, size_t size) {
         /* the umask does not decide who may read it */
         if (r >= 0 && fchmod(fd, 0644) < 0)
                 r = negative_errno();
-        if (r >= 0 && renameat(dfd, tmp, dfd, METRICS_FILE) < 0)
+        if (r >= 0 && renameat(dfd, tmp, dfd, name) < 0)
                 r = negative_errno();
         if (r < 0)
                 (void) unlinkat(dfd, tmp, 0);
         return r;
+}
+
+static bool metrics_dir_exists(const char *dir) {
+        struct stat st;
+        return dir && dir[0] && stat(dir, &st) >= 0 && S_ISDIR(st.st_mode);
 }
 
 int metrics_update(const char *run_dir, const char *metrics_dir, const struct metrics_run *run) {
@@ -221,8 +226,7 @@ int metrics_update(const char *run_dir, const char *metrics_dir, const struct me
         if ((r = file_replace(run_dir, METRICS_STATE_FILE, text, strlen(text))) < 0)
                 return r;
 
-        struct stat st;
-        if (!metrics_dir || !metrics_dir[0] || stat(metrics_dir, &st) < 0 || !S_ISDIR(st.st_mode))
+        if (!metrics_dir_exists(metrics_dir))
                 return 0;
         FILE *f = open_memstream(&out, &out_size);
         if (!f)
@@ -230,5 +234,18 @@ int metrics_update(const char *run_dir, const char *metrics_dir, const struct me
         r = metrics_render(f, state);
         if (fclose(f) != 0 || r < 0)
                 return r < 0 ? r : -ENOMEM;
-        return write_textfile(metrics_dir, out, out_size);
+        return write_textfile(metrics_dir, METRICS_FILE, out, out_size);
+}
+
+int metrics_apt_ran(const char *metrics_dir, double time) {
+        char text[512];
+        if (!metrics_dir_exists(metrics_dir))
+                return 0;
+        int n = snprintf(text, sizeof(text),
+                         "# HELP " PREFIX "apt_dpkg_run_timestamp_seconds When apt (or another frontend holding "
+                         "its lock) last ran dpkg: its Post-Invoke hook, a reconcile run, follows.\n"
+                         "# TYPE " PREFIX "apt_dpkg_run_timestamp_seconds gauge\n" PREFIX
+                         "apt_dpkg_run_timestamp_seconds %.3f\n",
+                         time);
+        return write_textfile(metrics_dir, METRICS_APT_FILE, text, (size_t) n);
 }

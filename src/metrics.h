@@ -16,6 +16,9 @@
 
 #define METRICS_FILE "reconcile_after_upgrade.prom"
 #define METRICS_STATE_FILE "metrics.json"
+/* Its own file: the dpkg status-logger writes it at the end of each dpkg run apt made, beside (not under) the run
+ * lock, which the trigger inside that dpkg run may hold. */
+#define METRICS_APT_FILE "reconcile_after_upgrade_apt.prom"
 
 /* One run, as the metrics see it. */
 struct metrics_run {
@@ -35,6 +38,10 @@ struct metrics_run {
 /* Adds the run to the counters in run_dir and writes the exposition to metrics_dir/METRICS_FILE, when that
  * directory exists. Returns 0, or a negative errno (the caller notes it: metrics never fail a run). */
 int metrics_update(const char *run_dir, const char *metrics_dir, const struct metrics_run *run);
+
+/* Notes in metrics_dir/METRICS_APT_FILE that apt ran dpkg (time: seconds since the epoch), when the directory
+ * exists. An alert compares it with the last run: apt ran, and no run of ours followed (its hooks are broken). */
+int metrics_apt_ran(const char *metrics_dir, double time);
 
 /* Adds the run to a state (as kept in METRICS_STATE_FILE; an empty object to start). */
 int metrics_state_add(json_t *state, const struct metrics_run *run);

@@ -67,7 +67,8 @@ for f in /usr/sbin/reconcile-after-upgrade \
 	/etc/apt/apt.conf.d/50reconcile-after-upgrade /etc/apt/apt.conf.d/99reconcile-after-upgrade \
 	/etc/dpkg/dpkg.cfg.d/reconcile-after-upgrade /usr/lib/systemd/catalog/reconcile-after-upgrade.catalog \
 	/usr/lib/tmpfiles.d/reconcile-after-upgrade.conf /usr/share/doc/reconcile-after-upgrade/copyright \
-	/lib/systemd/system/reconcile-after-upgrade.service; do
+	/lib/systemd/system/reconcile-after-upgrade.service \
+	/usr/share/doc/reconcile-after-upgrade/examples/reconcile-after-upgrade.rules.yml; do
 	check "the .deb ships $f" grep -qxF "$f" "$tmp/contents"
 done
 check "/usr/sbin/reconcile-after-upgrade is executable (mode 0755)" \
