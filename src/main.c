@@ -9,12 +9,14 @@
 #include "diagnose.h"
 #include "fileio.h"
 #include "json-util.h"
+#include "record.h"
 #include "log.h"
 #include "metrics.h"
 #include "names.h"
 #include "packages.h"
 #include "report.h"
 #include "state.h"
+#include "status.h"
 #include "pipeline.h"
 #include "units.h"
 #include "watch.h"
@@ -27,6 +29,7 @@ struct context {
         const char *state_dir;
         const char *hook; /* "apt", "dpkg-trigger": run by apt or dpkg, which must never see it fail */
         bool json;
+        bool nagios;
         bool quiet;
         bool dry_run;
         FILE *out; /* what a person reads: stdout, or nothing under a hook (which prints one line at the end) */
@@ -43,13 +46,16 @@ static void help(void) {
                "  (none)          check, reload the units that loaded the stale tables, verify\n"
                "  snapshot        record links, interface references, TUN owners and units (before dpkg runs)\n"
                "  check           report stale references; exit 0 none, 1 some, 2 error\n"
+               "  status          stale references now, the last run, the watcher; exit 0 fine, 1 stale, 2 error\n"
                "  history         the runs that found or did something (--json: the raw records)\n"
                "  dpkg-status     read dpkg's status-logger stream on stdin, note the packages it touches\n"
                "  watch           repair after restarts apt never sees (the service); SIGHUP re-reads the\n"
                "                  configuration\n"
                "\n"
                "Options:\n"
-               "  --json          print the findings as one JSON object\n"
+               "  --json          print the findings or the result as one JSON object\n"
+               "  --nagios        check as a monitoring plugin: one line, exit 0 OK, 1 WARNING, 2 CRITICAL,\n"
+               "                  3 UNKNOWN; changes nothing\n"
                "  --dry-run       print the plan, touch nothing\n"
                "  --hook=NAME     run for apt (NAME apt) or dpkg (dpkg-trigger): always exit 0, one line,\n"
                "                  within Reconcile-After-Upgrade::Time-Budget\n"
@@ -87,6 +93,26 @@ static struct pipeline_options pipeline_options(const struct context *ctx) {
         };
 }
 
+static int print_json(const struct context *ctx, json_t *j) {
+        if (!j || json_dumpf(j, ctx->out, JSON_INDENT(2)) < 0)
+                return log_oom();
+        fputc('\n', ctx->out);
+        return 0;
+}
+
+static int cmd_status(const struct context *ctx) {
+        _cleanup_(status_done) struct status s = {};
+        (void) status_gather(pipeline_options(ctx), true, &s);
+        if (ctx->json) {
+                _cleanup_(json_decrefp) json_t *j = status_json(&s);
+                int r = print_json(ctx, j);
+                if (r < 0)
+                        return r;
+        } else
+                status_print(&s, ctx->out);
+        return status_exit(&s);
+}
+
 static int cmd_snapshot(const struct context *ctx) {
         _cleanup_(pipeline_result_done) struct pipeline_result res = {};
         struct pipeline_options opt = pipeline_options(ctx);
@@ -100,6 +126,16 @@ static int cmd_snapshot(const struct context *ctx) {
         if (r < 0)
                 return r;
         const struct observation *o = &res.view.now;
+        if (ctx->json) {
+                _cleanup_free_ char *file = NULL;
+                if (asprintf(&file, "%s/%s", ctx->run_dir, SNAPSHOT_FILE) < 0)
+                        return log_oom();
+                _cleanup_(json_decrefp) json_t *j = json_pack("{s:I, s:I, s:I, s:s}", "interfaces",
+                                                              (json_int_t) o->links.n_links, "references",
+                                                              (json_int_t) o->ruleset.n_refs, "owners",
+                                                              (json_int_t) o->owners.n_owners, "file", file);
+                return print_json(ctx, j);
+        }
         if (!ctx->quiet)
                 fprintf(ctx->out, "Snapshot: %zu interfaces, %zu references by index, %zu TUN owners -> %s/%s\n",
                         o->links.n_links, o->ruleset.n_refs, o->owners.n_owners, ctx->run_dir, SNAPSHOT_FILE);
@@ -109,6 +145,11 @@ static int cmd_snapshot(const struct context *ctx) {
 static int cmd_check(const struct context *ctx) {
         _cleanup_(pipeline_result_done) struct pipeline_result res = {};
         struct pipeline_options opt = pipeline_options(ctx);
+        if (ctx->nagios) {
+                _cleanup_(status_done) struct status s = {};
+                (void) status_gather(opt, false, &s);
+                return status_nagios(&s, ctx->out);
+        }
         opt.lazy_owners = false;
         int r = pipeline_run(&opt, JOB_CHECK, &res);
         print_notes(ctx, &res);
@@ -118,9 +159,8 @@ static int cmd_check(const struct context *ctx) {
 
         if (ctx->json) {
                 _cleanup_(json_decrefp) json_t *j = report_json(f);
-                if (!j || json_dumpf(j, ctx->out, JSON_INDENT(2)) < 0)
-                        return log_oom();
-                fputc('\n', ctx->out);
+                if ((r = print_json(ctx, j)) < 0)
+                        return r;
         } else if (!ctx->quiet || f->n_stale > 0)
                 report_human(f, ctx->out);
 
@@ -225,6 +265,32 @@ static void print_not_repaired(const struct context *ctx, json_t *kept) {
         }
 }
 
+/* The run as one object: its verdict, the counts, what each table got (planned, with --dry-run), the record. */
+static int print_run_json(const struct context *ctx, int r, const struct pipeline_result *res) {
+        const struct findings *found = &res->view.findings;
+        const char *outcome = r < 0 ? "error"
+                              : res->record ? record_outcome_to_string(res->outcome)
+                              : found->n_stale == 0 ? "nothing-stale"
+                              : ctx->dry_run ? "dry-run"
+                                             : "stale";
+        json_t *actions = json_array();
+        for (size_t i = 0; actions && i < res->res.n_actions; i++)
+                if (json_array_append_new(actions, record_action_json(&res->res.actions[i])) < 0)
+                        actions = (json_decref(actions), NULL);
+        _cleanup_(json_decrefp) json_t *j = json_pack(
+                "{s:s, s:I, s:I, s:o?, s:O?, s:O?, s:s?, s:b}", "outcome", outcome, "stale_found",
+                (json_int_t) found->n_stale, "stale_left",
+                (json_int_t) (res->verified ? res->left.n_stale : found->n_stale), "actions", actions, "record",
+                res->record ? res->record : json_null(), "not_repaired", res->not_repaired ? res->not_repaired : json_null(),
+                "problem", res->problem, "dry_run", ctx->dry_run);
+        int k = print_json(ctx, j);
+        if (k < 0)
+                return k;
+        if (r < 0)
+                return r;
+        return streq(outcome, "nothing-stale") || streq(outcome, "fixed") ? 0 : EXIT_STALE;
+}
+
 static int cmd_reconcile(const struct context *ctx, json_t **ret_record) {
         _cleanup_(pipeline_result_done) struct pipeline_result res = {};
         struct pipeline_options opt = pipeline_options(ctx);
@@ -239,6 +305,8 @@ static int cmd_reconcile(const struct context *ctx, json_t **ret_record) {
         print_notes(ctx, &res);
         if (res.record)
                 *ret_record = json_incref(res.record);
+        if (ctx->json && !ctx->hook)
+                return print_run_json(ctx, r, &res);
 
         if (r < 0)
                 return r;
@@ -337,11 +405,12 @@ static void hook_begin(struct context *ctx) {
 }
 
 int main(int argc, char *argv[]) {
-        enum { ARG_RUN_DIR = 0x100, ARG_STATE_DIR, ARG_JSON, ARG_VERSION, ARG_DRY_RUN, ARG_HOOK };
+        enum { ARG_RUN_DIR = 0x100, ARG_STATE_DIR, ARG_JSON, ARG_NAGIOS, ARG_VERSION, ARG_DRY_RUN, ARG_HOOK };
         static const struct option options[] = {
                 {"run-dir", required_argument, NULL, ARG_RUN_DIR},
                 {"state-dir", required_argument, NULL, ARG_STATE_DIR},
                 {"json", no_argument, NULL, ARG_JSON},
+                {"nagios", no_argument, NULL, ARG_NAGIOS},
                 {"dry-run", no_argument, NULL, ARG_DRY_RUN},
                 {"hook", required_argument, NULL, ARG_HOOK},
                 {"quiet", no_argument, NULL, 'q'},
@@ -362,6 +431,7 @@ int main(int argc, char *argv[]) {
                 case ARG_RUN_DIR: ctx.run_dir = optarg; break;
                 case ARG_STATE_DIR: ctx.state_dir = optarg; break;
                 case ARG_JSON: ctx.json = true; break;
+                case ARG_NAGIOS: ctx.nagios = true; break;
                 case ARG_DRY_RUN: ctx.dry_run = true; break;
                 case ARG_HOOK: ctx.hook = optarg; break;
                 case 'q': ctx.quiet = true; break;
@@ -396,6 +466,8 @@ int main(int argc, char *argv[]) {
                 r = cmd_snapshot(&ctx);
         else if (streq(cmd, "check"))
                 r = cmd_check(&ctx);
+        else if (streq(cmd, "status"))
+                r = cmd_status(&ctx);
         else if (streq(cmd, "history"))
                 r = cmd_history(&ctx);
         else if (streq(cmd, "dpkg-status"))

@@ -62,7 +62,7 @@ static const char *action_state(const struct action *a) {
         return "stale";
 }
 
-static json_t *action_to_json(const struct action *a) {
+json_t *record_action_json(const struct action *a) {
         json_t *j = json_pack("{s:s, s:o, s:o, s:o, s:s, s:o, s:s}", "family", a->plan.family, "table",
                               json_name(a->plan.table), "unit", json_name(a->plan.unit), "unit_why",
                               json_name(a->plan.why), "repair", table_repair_to_string(a->repair), "why",
@@ -116,7 +116,7 @@ json_t *record_build(const struct record_input *in) {
         }
         _cleanup_(json_decrefp) json_t *unreadable = found->n_unreadable ? report_unreadable_json(found) : NULL;
         for (size_t k = 0; res && k < res->n_actions; k++) {
-                json_t *j = action_to_json(&res->actions[k]);
+                json_t *j = record_action_json(&res->actions[k]);
                 if (!j || json_array_append_new(actions, j) < 0)
                         return NULL;
         }

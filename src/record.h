@@ -42,6 +42,9 @@ struct record_input {
 
 json_t *record_build(const struct record_input *in);
 
+/* One table's plan and what came of it, as in a record's "actions". */
+json_t *record_action_json(const struct action *a);
+
 /* One line for apt's and unattended-upgrades' logs: what changed, what was reloaded, the verdict. */
 char *record_one_line(json_t *record);
 
