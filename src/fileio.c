@@ -61,7 +61,7 @@ static void remove_leftovers(int dfd, const char *name) {
                         (void) unlinkat(dirfd(d), de->d_name, 0);
 }
 
-int file_replace(const char *dir, const char *name, const void *data, size_t size) {
+static int replace(const char *dir, const char *name, const void *data, size_t size, bool sync) {
         _cleanup_close_ int dfd = dir_open(dir);
         if (dfd < 0)
                 return dfd;
@@ -84,7 +84,7 @@ int file_replace(const char *dir, const char *name, const void *data, size_t siz
         }
 
         int r = write_all(fd, data, size);
-        if (r >= 0 && fsync(fd) < 0)
+        if (r >= 0 && sync && fsync(fd) < 0)
                 r = negative_errno();
         if (r >= 0 && !named) {
                 char self[64];
@@ -103,9 +103,17 @@ int file_replace(const char *dir, const char *name, const void *data, size_t siz
                 return r;
         }
         /* The rename itself must survive a crash too. */
-        if (fsync(dfd) < 0)
+        if (sync && fsync(dfd) < 0)
                 return negative_errno();
         return 0;
+}
+
+int file_replace(const char *dir, const char *name, const void *data, size_t size) {
+        return replace(dir, name, data, size, true);
+}
+
+int file_replace_unsynced(const char *dir, const char *name, const void *data, size_t size) {
+        return replace(dir, name, data, size, false);
 }
 
 /* Opens name in dfd as a state file: never through a symlink, and only a regular file (O_NONBLOCK: a FIFO planted

@@ -12,6 +12,9 @@ int dir_ensure(const char *path);
 
 /* Writes data to dir/name through a temporary file: write, fsync, rename, fsync(dir). Mode 0600. */
 int file_replace(const char *dir, const char *name, const void *data, size_t size);
+/* The same, whole or not at all, but not synced: for what may go back one step after a crash (the counters
+ * for the metrics, which Prometheus then reads as a reset). */
+int file_replace_unsynced(const char *dir, const char *name, const void *data, size_t size);
 
 /* Appends one record to dir/name (created 0600) and fsyncs it before returning. */
 int file_append(const char *dir, const char *name, const void *data, size_t size);

@@ -223,7 +223,7 @@ int metrics_update(const char *run_dir, const char *metrics_dir, const struct me
         text = json_dumps(state, JSON_COMPACT);
         if (!text)
                 return -ENOMEM;
-        if ((r = file_replace(run_dir, METRICS_STATE_FILE, text, strlen(text))) < 0)
+        if ((r = file_replace_unsynced(run_dir, METRICS_STATE_FILE, text, strlen(text))) < 0)
                 return r;
 
         if (!metrics_dir_exists(metrics_dir))

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* pipeline.c: the run itself, in order. Everything it learns goes into the result; what it cannot keep (a history
  * write that failed) becomes a note; why it stopped short becomes the problem line. */
+#include <inttypes.h>
 #include <stdarg.h>
 #include <systemd/sd-bus.h>
 #include <time.h>
@@ -735,7 +736,9 @@ static void metrics_note(const struct pipeline_options *opt, enum pipeline_job j
                 for (size_t i = 0; i < first->n_ifaces; i++)
                         m.interfaces_recreated += first->ifaces[i].change == IFACE_RECREATED && first->ifaces[i].n_stale > 0;
         }
+        uint64_t t0 = monotonic_usec();
         int k = metrics_update(opt->run_dir, config_metrics_dir(opt->config), &m);
+        log_debug("metrics: written in %" PRIu64 " us", monotonic_usec() - t0);
         if (k < 0)
                 note(res, LOG_WARNING, k, "Failed to write the metrics (%s/%s): %m", config_metrics_dir(opt->config),
                      METRICS_FILE);
