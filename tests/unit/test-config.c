@@ -35,6 +35,7 @@ static void test_shipped_file_is_the_defaults(void **state) {
         assert_true(c.watch);
         assert_int_equal(c.watch_debounce_ms, 200);
         assert_int_equal(c.watch_repair_limit, 5);
+        assert_string_equal(config_metrics_dir(&c), "/var/lib/prometheus/node-exporter");
         assert_int_equal(c.n_table_units + c.n_daemon_units + c.n_never_touch, 0);
         config_done(&c);
 }
@@ -60,13 +61,15 @@ static void test_every_key(void **state) {
         assert_false(c.watch);
         assert_int_equal(c.watch_debounce_ms, 50);
         assert_int_equal(c.watch_repair_limit, 0);
+        assert_string_equal(config_metrics_dir(&c), "/srv/textfile");
         config_done(&c);
 }
 
 static void test_malformed_values_fall_back(void **state) {
         struct config c;
-        /* thirteen malformed values, each its default; the good list item is kept */
-        load("malformed.conf", &c, 13);
+        /* fourteen malformed values, each its default; the good list item is kept */
+        load("malformed.conf", &c, 14);
+        assert_string_equal(config_metrics_dir(&c), "/var/lib/prometheus/node-exporter");
         assert_true(c.watch);
         assert_int_equal(c.watch_debounce_ms, 200);
         assert_int_equal(c.watch_repair_limit, 5);
