@@ -490,6 +490,7 @@ static int repair_in_place(const struct pipeline_options *opt, struct pipeline_r
                 _cleanup_free_ char *difference = NULL;
                 bool others = after.obs.ruleset.genid != plan.genid + 1;
                 r = rebind_verify(rs, &plan, &after.obs.ruleset, &difference);
+                others = others || r == -EAGAIN;
                 log_debug("rebind: verified in %.1f ms", (double) (monotonic_usec() - t0) / 1e3);
                 for (size_t i = 0; i < res->res.n_actions; i++) {
                         struct action *a = &res->res.actions[i];

@@ -1311,8 +1311,10 @@ int rebind_verify(const struct ruleset *before, const struct rebind_plan *plan, 
                         chains_after[now - after->chains] = true;
         }
         r = ruleset_fetch_anonymous(after, chains_after);
+        /* Another program committed between the read-back and this: unproven, not failed (the caller says so). */
         if (r == -EAGAIN)
-                return differs(ret_difference, "the ruleset changed again before it could be read back");
+                return (void) differs(ret_difference, "the ruleset changed again before it could be read back"),
+                       -EAGAIN;
         if (r < 0)
                 return r;
 

@@ -62,6 +62,7 @@ int rebind_commit(const struct ruleset *rs, const struct rebind_plan *plan, char
 
 /* Compares the ruleset read after the commit with the one the plan came from: every touched chain and set must
  * read back as planned, byte for byte but for the indexes (counters aside). 0 when exact; -EBADE and a
- * description of the first difference otherwise. */
+ * description of the first difference otherwise; -EAGAIN when the ruleset changed again while the read-back's
+ * anonymous sets were fetched (nothing proven either way). */
 int rebind_verify(const struct ruleset *before, const struct rebind_plan *plan, struct ruleset *after,
                   char **ret_difference);

@@ -75,7 +75,7 @@ int main(int argc, char *argv[]) {
                 malloc_trim(0); /* as the watcher does after each look */
                 if (!fixed)
                         return 1;
-                if (i + 1 == 10 || (i + 1) % 100 == 0)
+                if (i + 1 == 10 || (i + 1) % 100 == 0 || i + 1 == n)
                         printf("rss-after-%ld %ld\n", i + 1, rss_kib());
         }
         close(fd);

@@ -54,8 +54,9 @@
 KVM_SUITE=bookworm
 # Bump when the way a kernel's files or the root image are made changes: both are part of the cache keys.
 KVM_RECIPE=1
+# python3-jsonschema and prometheus (for promtool): the namespace tier's schema and metrics tests.
 KVM_ROOT_PACKAGES=(libnftnl11 libnftables1 libjansson4 libmnl0 libsystemd0 libapt-pkg6.0
-	nftables iproute2 jq kmod util-linux procps bash coreutils)
+	nftables iproute2 jq kmod util-linux procps bash coreutils python3-jsonschema prometheus)
 # What the initrd loads to reach the root disk (with their dependencies; built-in ones are skipped).
 KVM_INITRD_MODULES=(virtio_pci virtio_blk crc32c_generic crc32c_intel ext4)
 KVM_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -439,6 +440,10 @@ mount -t tmpfs -o mode=755 tmpfs $r/run
 mount -t tmpfs -o mode=1777 tmpfs $r/tmp
 mount -t cgroup2 cgroup2 $r/sys/fs/cgroup
 ln -sf /proc/self/fd $r/dev/fd
+# what udev would make: nft -f - and bash's process substitution need them
+ln -sf /proc/self/fd/0 $r/dev/stdin
+ln -sf /proc/self/fd/1 $r/dev/stdout
+ln -sf /proc/self/fd/2 $r/dev/stderr
 exec switch_root $r /bin/bash /opt/rau-kvm/runner
 EOF
 	chmod 755 "$1"
