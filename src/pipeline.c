@@ -678,6 +678,8 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
         if (r >= 0 && !res->acted && opt->record_only_repairs && !json_array_size(res->held) &&
             !findings_any_recreated(found))
                 return 0;
+        if (r >= 0 && !res->acted && opt->quiet_held && json_array_size(res->held) && planned.n_stale == 0)
+                return 0;
         if (r < 0 || !res->acted) {
                 in.outcome = r < 0 && res->acted ? OUTCOME_FAILED : OUTCOME_STALE;
                 record_run(opt, res, &in, &start);

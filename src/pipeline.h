@@ -35,6 +35,8 @@ struct pipeline_options {
         bool read_only;          /* write nothing at all: no link history, no metrics (the monitoring check) */
         bool record_only_repairs; /* no record of a run that found only interfaces that are gone, and so could
                                    * change nothing (the watcher looks when a daemon stops, too) */
+        bool quiet_held;          /* no record of a run that changed nothing because every stale reference it
+                                   * could repair is in a held table (already said once) */
 };
 
 /* One run's view: what is now, what was (snapshot, history), and the diagnosis. */

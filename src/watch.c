@@ -386,6 +386,8 @@ static struct pipeline_options look_options(struct watcher *w) {
                 .record_only_repairs = true,
                 .deadline_usec = now_usec(CLOCK_MONOTONIC) + budget,
                 .hold_table = watcher_hold_table,
+                /* while backing off, the held tables have been said: other tables are still repaired */
+                .quiet_held = w->backoff_until > now_usec(CLOCK_MONOTONIC),
                 .hold_userdata = w,
                 .hold_why = "Reconcile-After-Upgrade::Watch-Repair-Limit reached: repaired that often in the last "
                             "minute; backing off",
@@ -404,7 +406,7 @@ static void backoff_arm(struct watcher *w, uint64_t now) {
         if (at == UINT64_MAX)
                 return;
         w->backoff_until = at;
-        log_warning("watch: Watch-Repair-Limit (%u per table per minute) reached: not repairing for %.0f s.",
+        log_warning("watch: Watch-Repair-Limit (%u per table per minute) reached: not repairing that table for %.0f s.",
                     w->opt->config->watch_repair_limit, (double) (at - now) / 1e6);
         if (sd_event_source_set_time(w->backoff, at) < 0 || sd_event_source_set_enabled(w->backoff, SD_EVENT_ONESHOT) < 0)
                 log_warning("watch: failed to arm the back-off timer.");
@@ -433,7 +435,7 @@ static void watcher_look(struct watcher *w, const char *why) {
                         what += 25;
                 log_info("watch: %s", what);
                 repairs_count(w, &res.res, now);
-                if (json_array_size(res.held))
+                if (json_array_size(res.held) && w->backoff_until <= now)
                         backoff_arm(w, now);
         }
         const struct snapshot *before = res.view.have_snapshot ? &res.view.before : NULL;
@@ -467,10 +469,6 @@ static bool seen_down(const struct watcher *w) {
 static int on_debounce(sd_event_source *s _unused_, uint64_t usec _unused_, void *userdata) {
         struct watcher *w = userdata;
         uint64_t now = now_usec(CLOCK_MONOTONIC);
-        if (now < w->backoff_until) {
-                log_debug("watch: backing off for %.1f s more", (double) (w->backoff_until - now) / 1e6);
-                return 0;
-        }
         /* A daemon brings its interface up a moment after creating it: its NEWLINK with IFF_UP re-arms. */
         uint64_t up_by = w->first_event_usec + (uint64_t) w->opt->config->interface_wait_ms * USEC_PER_MSEC;
         if (seen_down(w) && now < up_by) {

@@ -4,7 +4,8 @@
  * that loop. When an interface the ruleset holds by index is re-created, it waits for quiet (Watch-Debounce) and
  * for the interface to be up (bounded by Interface-Wait), then runs the pipeline (via "watch") under the same lock
  * as the hooks; a ruleset change it did not make renews the baseline (snapshot, link history). At most
- * Watch-Repair-Limit repairs of one table per minute: beyond that it records so and backs off. */
+ * Watch-Repair-Limit repairs of one table per minute: beyond that it says so once and leaves that table until the
+ * minute is over; other tables are still repaired. */
 #pragma once
 
 #include "config.h"

@@ -38,11 +38,16 @@ table inet filter {
 		iif @vpn counter accept
 	}
 }
+table ip other {
+	chain c {
+		iif "wg0" accept
+	}
+}
 NFT
 snapshot_refs() { jq '.references | length' "$RUN_DIR/snapshot.json" 2>/dev/null; }
-for _ in $(seq 100); do [ "$(snapshot_refs)" = 4 ] && break; sleep 0.05; done
-check "the rules loaded after it started became the baseline (snapshot with their 4 references)" \
-	test "$(snapshot_refs)" = 4
+for _ in $(seq 100); do [ "$(snapshot_refs)" = 5 ] && break; sleep 0.05; done
+check "the rules loaded after it started became the baseline (snapshot with their 5 references)" \
+	test "$(snapshot_refs)" = 5
 # a set's elements list in hash order: an element deleted and added again may move
 listing() { nft -j -a list table inet filter | jq -c '.nftables[1:] | walk(if type == "object" and has("elem") then .elem |= sort else . end)'; }
 before=$(listing)
@@ -79,6 +84,16 @@ check "a third re-creation within the minute: not repaired, the record says why"
 	test "$(jq -c '[.outcome, (.not_repaired[0].why | test("Watch-Repair-Limit"))]' <<<"$rec")" = '["stale",true]'
 check "and the journal line says it backs off" grep -q "Watch-Repair-Limit (2 per table per minute) reached" "$WORK/watch.out"
 check "the references are left stale meanwhile" test "$(stale)" -gt 0
+# meanwhile another table is still repaired: wg0 re-created, ip other rebound, inet filter left (said once already)
+n=$(records)
+holder_restart wg0
+until_record $((n + 1))
+rec=$(tail -n1 "$STATE_DIR/history.jsonl")
+check "during the back-off another table is still repaired (ip other rebound), the held one left with why" \
+	test "$(jq -c '[[.actions[] | select(.rebind.state == "rebound") | .table], ([.not_repaired[].table] | unique)]' <<<"$rec")" = \
+	'[["other"],["filter"]]'
+check "and ip other is fresh, only inet filter stale" \
+	test "$("$RAU" --run-dir "$RUN_DIR" --state-dir "$STATE_DIR" check --json | jq -c '[.stale[].table] | unique')" = '["filter"]'
 n=$(records)
 conf 'Watch-Repair-Limit "0";'
 kill -HUP "$WATCHER"
