@@ -130,15 +130,19 @@ static int cmd_snapshot(const struct context *ctx) {
                 _cleanup_free_ char *file = NULL;
                 if (asprintf(&file, "%s/%s", ctx->run_dir, SNAPSHOT_FILE) < 0)
                         return log_oom();
-                _cleanup_(json_decrefp) json_t *j = json_pack("{s:I, s:I, s:I, s:s}", "interfaces",
+                _cleanup_(json_decrefp) json_t *j = json_pack("{s:I, s:I, s:I, s:I, s:s}", "interfaces",
                                                               (json_int_t) o->links.n_links, "references",
-                                                              (json_int_t) o->ruleset.n_refs, "owners",
+                                                              (json_int_t) o->ruleset.n_refs, "device_hooks",
+                                                              (json_int_t) o->ruleset.n_hooks, "owners",
                                                               (json_int_t) o->owners.n_owners, "file", file);
                 return print_json(ctx, j);
         }
         if (!ctx->quiet)
-                fprintf(ctx->out, "Snapshot: %zu interfaces, %zu references by index, %zu TUN owners -> %s/%s\n",
-                        o->links.n_links, o->ruleset.n_refs, o->owners.n_owners, ctx->run_dir, SNAPSHOT_FILE);
+                fprintf(ctx->out,
+                        "Snapshot: %zu interfaces, %zu references by index, %zu device-bound chains and flowtables, "
+                        "%zu TUN owners -> %s/%s\n",
+                        o->links.n_links, o->ruleset.n_refs, o->ruleset.n_hooks, o->owners.n_owners, ctx->run_dir,
+                        SNAPSHOT_FILE);
         return 0;
 }
 

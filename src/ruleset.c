@@ -10,6 +10,7 @@
 #include <libnftnl/chain.h>
 #include <libnftnl/common.h>
 #include <libnftnl/expr.h>
+#include <libnftnl/flowtable.h>
 #include <libnftnl/gen.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
@@ -38,6 +39,7 @@ DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_rule *, nftnl_rule_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_set *, nftnl_set_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_table *, nftnl_table_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_chain *, nftnl_chain_free)
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_flowtable *, nftnl_flowtable_free)
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct nftnl_gen *, nftnl_gen_free)
 
 static const char *const ref_key_table[_REF_KEY_MAX] = {
@@ -695,6 +697,20 @@ static bool names_terminated(uint16_t type, const struct nlattr *a) {
         case NFT_MSG_NEWSET:
                 return (mnl_attr_get_type(a) != NFTA_SET_TABLE && mnl_attr_get_type(a) != NFTA_SET_NAME) ||
                        nul_string(a);
+        case NFT_MSG_NEWFLOWTABLE:
+                switch (mnl_attr_get_type(a)) {
+                case NFTA_FLOWTABLE_TABLE:
+                case NFTA_FLOWTABLE_NAME: return nul_string(a);
+                case NFTA_FLOWTABLE_HOOK:
+                        if ((dev = nested_get(a, NFTA_FLOWTABLE_HOOK_DEVS))) {
+                                const struct nlattr *name;
+                                mnl_attr_for_each_nested(name, dev)
+                                        if (!nul_string(name))
+                                                return false;
+                        }
+                        return true;
+                default: return true;
+                }
         default: return true;
         }
 }
@@ -994,6 +1010,41 @@ static int scan_table(struct scan *scan, const struct nlmsghdr *nlh) {
                         NULL);
 }
 
+static void device_hook_done(struct device_hook *h) {
+        free(h->table);
+        free(h->name);
+        free(h->type);
+        for (size_t i = 0; i < h->n_devices; i++)
+                free(h->devices[i]);
+        free(h->devices);
+}
+
+/* Adds a device-bound hook; devices: NULL-terminated, or NULL with one device dev (a chain's NFTA_HOOK_DEV). */
+static int hook_add(struct ruleset *rs, const struct device_hook *h, const char *const *devices, const char *dev) {
+        if (GROW(rs->hooks, rs->allocated_hooks, rs->n_hooks + 1) < 0)
+                return -ENOMEM;
+        struct device_hook *n = &rs->hooks[rs->n_hooks];
+        *n = *h;
+        n->table = strdup(h->table);
+        n->name = strdup(h->name);
+        n->type = h->type ? strdup(h->type) : NULL;
+        n->devices = NULL;
+        n->n_devices = 0;
+        size_t count = devices ? 0 : !!dev;
+        while (devices && devices[count])
+                count++;
+        n->devices = calloc(count + 1, sizeof(char *));
+        if (!n->table || !n->name || (h->type && !n->type) || !n->devices)
+                return device_hook_done(n), -ENOMEM;
+        for (size_t i = 0; i < count; i++) {
+                if (!(n->devices[i] = strdup(devices ? devices[i] : dev)))
+                        return device_hook_done(n), -ENOMEM;
+                n->n_devices++;
+        }
+        rs->n_hooks++;
+        return 0;
+}
+
 static int scan_chain(struct scan *scan, const struct nlmsghdr *nlh) {
         _cleanup_(nftnl_chain_freep) struct nftnl_chain *c = nftnl_chain_alloc();
         if (!c)
@@ -1003,9 +1054,51 @@ static int scan_chain(struct scan *scan, const struct nlmsghdr *nlh) {
                 return -EBADMSG;
         struct ruleset *rs = scan->rs;
         scan->chain = NULL; /* the array may move */
-        return path_add(&rs->chains, &rs->n_chains, &rs->allocated_chains,
-                        (uint8_t) nftnl_chain_get_u32(c, NFTNL_CHAIN_FAMILY), nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE),
-                        nftnl_chain_get_str(c, NFTNL_CHAIN_NAME));
+        uint8_t family = (uint8_t) nftnl_chain_get_u32(c, NFTNL_CHAIN_FAMILY);
+        int r = path_add(&rs->chains, &rs->n_chains, &rs->allocated_chains, family,
+                         nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE), nftnl_chain_get_str(c, NFTNL_CHAIN_NAME));
+        if (r < 0 || !nftnl_chain_is_set(c, NFTNL_CHAIN_HOOKNUM))
+                return r;
+        /* Bound to devices: every netdev base chain (even one left with none), and inet's ingress. */
+        uint32_t hooknum = nftnl_chain_get_u32(c, NFTNL_CHAIN_HOOKNUM);
+        if (family != NFPROTO_NETDEV && !(family == NFPROTO_INET && hooknum == NF_INET_INGRESS))
+                return 0;
+        struct device_hook h = {
+                .family = family,
+                .table = (char *) nftnl_chain_get_str(c, NFTNL_CHAIN_TABLE),
+                .name = (char *) nftnl_chain_get_str(c, NFTNL_CHAIN_NAME),
+                .hooknum = hooknum,
+                .priority = nftnl_chain_is_set(c, NFTNL_CHAIN_PRIO) ? (int32_t) nftnl_chain_get_s32(c, NFTNL_CHAIN_PRIO) : 0,
+                .policy = nftnl_chain_is_set(c, NFTNL_CHAIN_POLICY) ? nftnl_chain_get_u32(c, NFTNL_CHAIN_POLICY) : NF_ACCEPT,
+                .flags = nftnl_chain_is_set(c, NFTNL_CHAIN_FLAGS) ? nftnl_chain_get_u32(c, NFTNL_CHAIN_FLAGS) : 0,
+                .type = (char *) (nftnl_chain_is_set(c, NFTNL_CHAIN_TYPE) ? nftnl_chain_get_str(c, NFTNL_CHAIN_TYPE) : NULL),
+        };
+        return hook_add(rs, &h,
+                        nftnl_chain_is_set(c, NFTNL_CHAIN_DEVICES) ? nftnl_chain_get_array(c, NFTNL_CHAIN_DEVICES) : NULL,
+                        nftnl_chain_is_set(c, NFTNL_CHAIN_DEV) ? nftnl_chain_get_str(c, NFTNL_CHAIN_DEV) : NULL);
+}
+
+static int scan_flowtable(struct scan *scan, const struct nlmsghdr *nlh) {
+        _cleanup_(nftnl_flowtable_freep) struct nftnl_flowtable *f = nftnl_flowtable_alloc();
+        if (!f)
+                return -ENOMEM;
+        if (!ruleset_msg_readable(nlh) || nftnl_flowtable_nlmsg_parse(nlh, f) < 0 ||
+            !nftnl_flowtable_get_str(f, NFTNL_FLOWTABLE_TABLE) || !nftnl_flowtable_get_str(f, NFTNL_FLOWTABLE_NAME))
+                return -EBADMSG;
+        struct device_hook h = {
+                .family = (uint8_t) nftnl_flowtable_get_u32(f, NFTNL_FLOWTABLE_FAMILY),
+                .table = (char *) nftnl_flowtable_get_str(f, NFTNL_FLOWTABLE_TABLE),
+                .name = (char *) nftnl_flowtable_get_str(f, NFTNL_FLOWTABLE_NAME),
+                .flowtable = true,
+                .hooknum = nftnl_flowtable_get_u32(f, NFTNL_FLOWTABLE_HOOKNUM),
+                .priority = nftnl_flowtable_get_s32(f, NFTNL_FLOWTABLE_PRIO),
+                .flags = nftnl_flowtable_get_u32(f, NFTNL_FLOWTABLE_FLAGS),
+        };
+        const char *const *devices = nftnl_flowtable_is_set(f, NFTNL_FLOWTABLE_DEVICES)
+                                             ? nftnl_flowtable_get_array(f, NFTNL_FLOWTABLE_DEVICES)
+                                             : NULL;
+        static const char *const none[] = {NULL};
+        return hook_add(scan->rs, &h, devices ? devices : none, NULL);
 }
 
 static int scan_msg(struct scan *scan, const struct nlmsghdr *nlh) {
@@ -1017,6 +1110,7 @@ static int scan_msg(struct scan *scan, const struct nlmsghdr *nlh) {
         case NFT_MSG_NEWSET: return scan_set(scan, nlh);
         case NFT_MSG_NEWRULE: return scan_rule(scan, nlh);
         case NFT_MSG_NEWSETELEM: return scan_set_elems(scan, nlh);
+        case NFT_MSG_NEWFLOWTABLE: return scan_flowtable(scan, nlh);
         default: return 0;
         }
 }
@@ -1161,7 +1255,7 @@ static int dump_one(struct mnl_socket *nl, uint16_t type, uint16_t flags, uint8_
 static int ruleset_read_once(struct mnl_socket *nl, struct ruleset *rs, ruleset_tap_t tap, void *tap_data) {
         _cleanup_(scan_done) struct scan scan = {.rs = rs};
         struct dump_ctx d = {.scan = &scan};
-        static const uint16_t dumps[] = {NFT_MSG_GETTABLE, NFT_MSG_GETCHAIN, NFT_MSG_GETSET};
+        static const uint16_t dumps[] = {NFT_MSG_GETTABLE, NFT_MSG_GETCHAIN, NFT_MSG_GETSET, NFT_MSG_GETFLOWTABLE};
         uint32_t gen_before;
         int k;
 
@@ -1502,6 +1596,9 @@ void ruleset_done(struct ruleset *rs) {
         for (size_t i = 0; i < rs->n_ifindex_sets; i++)
                 ifindex_set_done(&rs->sets[i]);
         free(rs->sets);
+        for (size_t i = 0; i < rs->n_hooks; i++)
+                device_hook_done(&rs->hooks[i]);
+        free(rs->hooks);
         *rs = (struct ruleset){};
 }
 

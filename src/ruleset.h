@@ -103,6 +103,23 @@ struct ifindex_set {
         bool offsets_known;
 };
 
+/* A base chain bound to devices (the netdev family's, and inet's ingress hook) or a flowtable, with its devices as
+ * the kernel lists them now. Kernels before 6.16 drop a device that goes away from this list and never put it
+ * back (6.1 deletes a chain that had only that device): the snapshot keeps them to compare with. */
+struct device_hook {
+        uint8_t family;
+        char *table;
+        char *name;       /* the chain's or the flowtable's */
+        bool flowtable;
+        uint32_t hooknum;
+        int32_t priority;
+        uint32_t policy;  /* chains: NF_ACCEPT or NF_DROP */
+        uint32_t flags;
+        char *type;       /* chains: "filter", ...; NULL for a flowtable */
+        char **devices;
+        size_t n_devices;
+};
+
 struct ruleset {
         struct iface_ref *refs; /* by index */
         size_t n_refs, allocated_refs;
@@ -118,6 +135,8 @@ struct ruleset {
         size_t n_unreadable, allocated_unreadable;
         struct ifindex_set *sets; /* sets that can hold an index, sorted by family, table, name */
         size_t n_ifindex_sets, allocated_ifindex_sets;
+        struct device_hook *hooks; /* device-bound base chains and flowtables */
+        size_t n_hooks, allocated_hooks;
         uint32_t genid; /* the generation the whole read saw: a change computed from it carries it */
         bool consistent; /* false: every part was read whole, but the ruleset changed in between (it kept
                           * changing): good to look at, not to compute a change from */

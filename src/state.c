@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* state.c: snapshot and link history as JSON (jansson), written by replace-by-rename, mode 0600. */
 #include <jansson.h>
+#include <linux/netfilter.h>
 #include <string.h>
 
 #include "fileio.h"
@@ -31,6 +32,13 @@ static json_t *link_to_json(const struct link *l) {
                          json_name(l->kind), "up", l->up);
 }
 
+/* netdev's hooks are ingress (0) and egress (1); inet's device-bound one is its ingress. */
+static const char *device_hook_name(const struct device_hook *h) {
+        if (h->family == NFPROTO_INET)
+                return "ingress";
+        return h->hooknum == 1 ? "egress" : "ingress";
+}
+
 int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *links, const struct ruleset *rs,
                    const struct owner_table *owners, const struct unit_invocations *units) {
         _cleanup_(json_decrefp) json_t *root = json_object();
@@ -58,6 +66,30 @@ int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *l
                     (ref->set && json_object_set_new(j, "set", json_name(ref->set)) < 0) ||
                     json_array_append_new(jr, j) < 0)
                         return -ENOMEM;
+        }
+
+        /* Device-bound base chains and flowtables with their devices now: what a kernel before 6.16 drops for good
+         * when a device goes, to compare with (and to re-create from: the chain's hook, priority, policy, flags). */
+        json_t *jh = json_array();
+        if (!jh || json_object_set_new(root, "device_hooks", jh) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < rs->n_hooks; i++) {
+                const struct device_hook *h = &rs->hooks[i];
+                const struct nft_path *chain = h->flowtable ? NULL : ruleset_chain(rs, h->family, h->table, h->name);
+                json_t *devs = json_array();
+                for (size_t k = 0; devs && k < h->n_devices; k++)
+                        if (json_array_append_new(devs, json_name(h->devices[k])) < 0)
+                                devs = (json_decref(devs), NULL);
+                json_t *j = json_pack("{s:s, s:o, s:o, s:s, s:I, s:I, s:I, s:o}", "family", nfproto_to_string(h->family),
+                                      "table", json_name(h->table), h->flowtable ? "flowtable" : "chain",
+                                      json_name(h->name), "hook", device_hook_name(h),
+                                      "hooknum", (json_int_t) h->hooknum, "priority", (json_int_t) h->priority, "flags",
+                                      (json_int_t) h->flags, "devices", devs);
+                if (!j || (!h->flowtable && (json_object_set_new(j, "policy", json_string(h->policy == NF_DROP ? "drop" : "accept")) < 0 ||
+                                             json_object_set_new(j, "type", json_name(h->type)) < 0 ||
+                                             json_object_set_new(j, "rules", json_integer(chain ? (json_int_t) chain->n_handles : 0)) < 0)) ||
+                    json_array_append_new(jh, j) < 0)
+                        return json_decref(j), -ENOMEM;
         }
 
         for (size_t i = 0; i < owners->n_owners; i++) {
