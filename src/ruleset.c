@@ -669,6 +669,16 @@ static bool nul_string(const struct nlattr *a) {
  * each with a NUL, a recording may not, and the copy then reads past the message (found by fuzz-nftables, a
  * chain's table). Strings nested in expressions are bounded by the zero bytes every buffer of messages ends
  * with (netlink_dump, ruleset_parse_messages). */
+/* A chain's or a flowtable's list of device names (may be NULL: none), each ended by its NUL. */
+static bool device_names_terminated(const struct nlattr *devs) {
+        const struct nlattr *name;
+        if (devs)
+                mnl_attr_for_each_nested(name, devs)
+                        if (!nul_string(name))
+                                return false;
+        return true;
+}
+
 static bool names_terminated(uint16_t type, const struct nlattr *a) {
         const struct nlattr *dev;
         switch (type) {
@@ -682,13 +692,7 @@ static bool names_terminated(uint16_t type, const struct nlattr *a) {
                 case NFTA_CHAIN_HOOK:
                         if ((dev = nested_get(a, NFTA_HOOK_DEV)) && !nul_string(dev))
                                 return false;
-                        if ((dev = nested_get(a, NFTA_HOOK_DEVS))) {
-                                const struct nlattr *name;
-                                mnl_attr_for_each_nested(name, dev)
-                                        if (!nul_string(name))
-                                                return false;
-                        }
-                        return true;
+                        return device_names_terminated(nested_get(a, NFTA_HOOK_DEVS));
                 default: return true;
                 }
         case NFT_MSG_NEWRULE:
@@ -702,13 +706,7 @@ static bool names_terminated(uint16_t type, const struct nlattr *a) {
                 case NFTA_FLOWTABLE_TABLE:
                 case NFTA_FLOWTABLE_NAME: return nul_string(a);
                 case NFTA_FLOWTABLE_HOOK:
-                        if ((dev = nested_get(a, NFTA_FLOWTABLE_HOOK_DEVS))) {
-                                const struct nlattr *name;
-                                mnl_attr_for_each_nested(name, dev)
-                                        if (!nul_string(name))
-                                                return false;
-                        }
-                        return true;
+                        return device_names_terminated(nested_get(a, NFTA_FLOWTABLE_HOOK_DEVS));
                 default: return true;
                 }
         default: return true;
