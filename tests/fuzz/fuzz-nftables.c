@@ -4,6 +4,7 @@
  * report. Input: netlink messages as a dump returns them (seeds: tests/fixtures/NAME.ruleset.nl). */
 #include <dlfcn.h>
 #include <libnftnl/chain.h>
+#include <libnftnl/flowtable.h>
 #include <libnftnl/rule.h>
 #include <libnftnl/set.h>
 #include <libnftnl/table.h>
@@ -71,6 +72,12 @@ static void libnftnl_parse(const struct nlmsghdr *nlh) {
                 struct nftnl_rule *r = nftnl_rule_alloc();
                 nftnl_rule_nlmsg_parse(nlh, r);
                 nftnl_rule_free(r);
+                break;
+        }
+        case NFT_MSG_NEWFLOWTABLE: {
+                struct nftnl_flowtable *f = nftnl_flowtable_alloc();
+                nftnl_flowtable_nlmsg_parse(nlh, f);
+                nftnl_flowtable_free(f);
                 break;
         }
         }

@@ -277,6 +277,44 @@ static void test_fuzz_chain_name_without_nul(void **state) {
         free(buf);
 }
 
+/* Device-bound hooks, recorded on Debian's 6.1 (tests/kernel/capture-device-hooks.sh: the build machines' kernel
+ * has no flowtables): netdev chains on one and on two devices, inet's ingress chain and a flowtable; the forward
+ * chain beside them is not one. */
+static void test_device_hooks(void **state) {
+        struct ruleset rs;
+        fixture_ruleset("device-hooks", &rs);
+        assert_int_equal(rs.n_hooks, 4);
+        size_t chains = 0, flowtables = 0;
+        for (size_t i = 0; i < rs.n_hooks; i++) {
+                const struct device_hook *h = &rs.hooks[i];
+                if (strcmp(h->table, "rau_p1") == 0) {
+                        assert_false(h->flowtable);
+                        assert_int_equal(h->family, NFPROTO_NETDEV);
+                        assert_int_equal(h->n_devices, 1);
+                        assert_string_equal(h->devices[0], "ts0");
+                        assert_int_equal(h->policy, NF_DROP);
+                        assert_string_equal(h->type, "filter");
+                } else if (strcmp(h->table, "rau_p2") == 0) {
+                        assert_int_equal(h->n_devices, 2);
+                        assert_int_equal(h->priority, -10);
+                } else if (strcmp(h->table, "rau_p3") == 0) {
+                        assert_int_equal(h->family, NFPROTO_INET);
+                        assert_int_equal(h->priority, 5);
+                } else {
+                        assert_string_equal(h->table, "rau_p4");
+                        assert_true(h->flowtable);
+                        assert_string_equal(h->name, "f");
+                        assert_int_equal(h->n_devices, 2);
+                        assert_null(h->type);
+                }
+                chains += !h->flowtable;
+                flowtables += h->flowtable;
+        }
+        assert_int_equal(chains, 3);
+        assert_int_equal(flowtables, 1);
+        ruleset_done(&rs);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_every_form),        cmocka_unit_test(test_stale_keeps_old_index),
@@ -289,6 +327,7 @@ int main(void) {
                 cmocka_unit_test(test_fuzz_set_expression_without_name),
                 cmocka_unit_test(test_fuzz_goto_without_chain),
                 cmocka_unit_test(test_fuzz_chain_name_without_nul),
+                cmocka_unit_test(test_device_hooks),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
