@@ -33,17 +33,7 @@ install_postmortem_units || ct_bail "could not install the post-mortem's units"
 ct_exec sed -i 's|^set -e$|set -e\nsleep 0.2|' /etc/nftables-local.sh
 ct_exec systemctl daemon-reload
 ct_exec systemctl start tailscaled.service
-for _ in $(seq 100); do ct_exec ip link show tailscale0 >/dev/null 2>&1 && break; sleep 0.05; done
-ct_exec systemctl enable --now nftables-local.service >/dev/null 2>&1
-ct_exec nft -f - <<'NFT'
-table ip foreign {
-	chain input {
-		type filter hook input priority 10; policy accept;
-		tcp dport 9100 accept
-	}
-}
-NFT
-foreign=$(ct_exec nft list table ip foreign)
+start_firewall_beside_foreign
 ct_exec reconcile-after-upgrade -q snapshot
 # a package apt can install without a network, to have apt run its hooks
 ct_exec sh -c 'mkdir -p /var/tmp/pkg/DEBIAN && printf "Package: rau-fault-probe\nVersion: 1\nArchitecture: all\nMaintainer: tests <root@localhost>\nDescription: probe\n" >/var/tmp/pkg/DEBIAN/control &&
@@ -163,7 +153,7 @@ row "two hooks and a manual run at once" \
 	"$([ "$out" = "0 0 0" ] && [ $((r1 - r0)) -eq 1 ] && [ $((n1 - n0)) -eq 1 ] && [ "$1 $2 $3" = "yes yes yes" ] && echo ok || echo FAIL)" \
 	"exits $out, $((r1 - r0)) reload(s), $((n1 - n0)) record(s)"
 
-ct_check "the foreign table is intact" test "$(ct_exec nft list table ip foreign)" = "$foreign"
+ct_check "the foreign table is intact" foreign_intact
 ct_diag "fault matrix (system): fault, verdict, details"
 printf '# %s\n' "${ROWS[@]}"
 ct_poweroff

@@ -31,17 +31,7 @@ WantedBy=multi-user.target
 UNIT
 install_postmortem_units || ct_bail "could not install the post-mortem's units"
 ct_exec systemctl enable --now tailscaled.service >/dev/null 2>&1
-for _ in $(seq 100); do ct_exec ip link show tailscale0 >/dev/null 2>&1 && break; sleep 0.05; done
-ct_exec systemctl enable --now nftables-local.service >/dev/null 2>&1
-ct_exec nft -f - <<'NFT'
-table ip foreign {
-	chain input {
-		type filter hook input priority 10; policy accept;
-		tcp dport 9100 accept
-	}
-}
-NFT
-foreign=$(ct_exec nft list table ip foreign)
+start_firewall_beside_foreign
 ct_check "node_exporter is running (Debian's prometheus-node-exporter)" ct_exec systemctl is-active -q prometheus-node-exporter.service
 
 ct_copy_in "$DEB" /var/tmp/reconcile-after-upgrade.deb
@@ -98,6 +88,6 @@ ct_check "node_exporter read it without complaint (no textfile error series)" \
 ct_exec systemctl start reconcile-after-upgrade.service
 ct_check "repaired: both tables back to 0" \
 	until_scrape '^reconcile_after_upgrade_stale_references\{family="ip",table="q\\"t\\\\x5cb"\} 0$'
-ct_check "the foreign table is intact" test "$(ct_exec nft list table ip foreign)" = "$foreign"
+ct_check "the foreign table is intact" foreign_intact
 ct_poweroff
 ct_tap_done

@@ -4,6 +4,8 @@
 #   . tests/system/postmortem-units.sh
 #   install_postmortem_units     # writes the unit and its script inside the container, then daemon-reload
 #   ct_exec systemctl enable --now nftables-local.service   # once tailscale0 exists: nft refuses iif "x" before
+#   start_firewall_beside_foreign   # or: that, once tailscale0 exists, and another program's table beside it
+#   foreign_intact                  # that table is as it was
 #
 # nftables-local.service is as in the incident: Type=oneshot with only Wants=/After=tailscaled.service, so a
 # restart of tailscaled does not re-run it. /etc/nftables-local.sh loads `iif "tailscale0"` / `oif "tailscale0"`
@@ -44,3 +46,20 @@ NFT
 SCRIPT
 	ct_exec systemctl daemon-reload
 }
+
+# start_firewall_beside_foreign: waits (5 s at most) for tailscale0, starts nftables-local.service, and loads a table
+# some other program made for itself (nothing here creates or deletes it); FOREIGN keeps its listing.
+start_firewall_beside_foreign() {
+	for _ in $(seq 100); do ct_exec ip link show tailscale0 >/dev/null 2>&1 && break; sleep 0.05; done
+	ct_exec systemctl enable --now nftables-local.service >/dev/null 2>&1
+	ct_exec nft -f - <<'NFT'
+table ip foreign {
+	chain input {
+		type filter hook input priority 10; policy accept;
+		tcp dport 9100 accept
+	}
+}
+NFT
+	FOREIGN=$(ct_exec nft list table ip foreign)
+}
+foreign_intact() { test "$(ct_exec nft list table ip foreign 2>&1)" = "$FOREIGN"; }

@@ -40,18 +40,7 @@ ct_exec sh -c 'printf "[Unit]\nDescription=the VPN stack\nWants=tailscaled.servi
 daemon_unit 0
 install_postmortem_units || ct_bail "could not install the post-mortem's units"
 ct_exec systemctl enable --now vpn.target tailscaled.service >/dev/null 2>&1
-for _ in $(seq 100); do ct_exec ip link show tailscale0 >/dev/null 2>&1 && break; sleep 0.05; done
-ct_exec systemctl enable --now nftables-local.service >/dev/null 2>&1
-ct_exec nft -f - <<'NFT'
-table ip foreign {
-	chain input {
-		type filter hook input priority 10; policy accept;
-		tcp dport 9100 accept
-	}
-}
-NFT
-foreign=$(ct_exec nft list table ip foreign)
-foreign_intact() { test "$(ct_exec nft list table ip foreign 2>&1)" = "$foreign"; }
+start_firewall_beside_foreign
 
 # (a reload deletes and re-creates the table: for a moment there is no chain to list)
 stale_rules() { ct_exec nft list chain inet filter forward 2>/dev/null | grep -cE 'iif [0-9]+|oif [0-9]+'; }
