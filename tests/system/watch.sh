@@ -63,6 +63,9 @@ fresh_within() {
 # the record's own stale window: from the first event the watcher saw to the verified repair
 window() { last '.finished - .cause.first_event'; }
 within_a_second() { awk -v w="$(window)" 'BEGIN { exit !(w > 0 && w <= 1) }'; }
+# for a daemon whose interface comes late: from tailscale0's return (the end of the record's wait) to the verified repair
+after_return() { last '(.seconds - .waited.seconds) * 100 | round / 100'; }
+within_a_second_of_return() { awk -v w="$(after_return)" 'BEGIN { exit !(w > 0 && w <= 1) }'; }
 
 ct_exec systemctl enable --now reconcile-after-upgrade.service >/dev/null 2>&1
 ct_check "the watcher is active (Type=notify: it said READY=1)" \
@@ -72,8 +75,10 @@ ct_check "its status names what it watches" \
 pid0=$(main_pid)
 
 # --- each way of restarting the daemon without apt
+# scenario WHAT [late] COMMAND...: "late" for a daemon whose interface comes after its start job finished
 scenario() {
-	local what=$1; shift
+	local what=$1 late=; shift
+	[ "$1" = late ] && { late=1; shift; }
 	n_records=$(records) n_reloads=$(reloads)
 	"$@"
 	if fresh_within 5; then
@@ -86,17 +91,24 @@ scenario() {
 	ct_check "$what: one record, via watch, fixed, by one reload of nftables-local.service" \
 		test "$(records) $(last '[.via, .outcome, (.cause.event | IN("link", "unit"))]') $(reloads)" = \
 		"$((n_records + 1)) [\"watch\",\"fixed\",true] $((n_reloads + 1))"
-	ct_check "$what: repaired within a second of the event" within_a_second
+	if [ -n "$late" ]; then
+		ct_check "$what: repaired $(after_return) s after tailscale0 came back (within a second)" within_a_second_of_return
+	else
+		ct_check "$what: repaired within a second of the event" within_a_second
+	fi
 }
 scenario "systemctl restart tailscaled" ct_exec systemctl restart tailscaled.service
 scenario "SIGKILL, brought back by Restart=on-failure" ct_exec systemctl kill -s KILL tailscaled.service
 scenario "restart propagated through PartOf=vpn.target" ct_exec systemctl restart vpn.target
-daemon_unit 400
-scenario "a daemon that creates tailscale0 400 ms after its start" ct_exec systemctl restart tailscaled.service
+# A second is well past the debounce (200 ms) plus the bus's delivery of JobRemoved even on a loaded machine
+# (at 400 ms a CI run once saw tailscale0 before the look began, and nothing was left to wait for).
+daemon_unit 1000
+scenario "a daemon that creates tailscale0 a second after its start" late ct_exec systemctl restart tailscaled.service
 # JobRemoved of the start job comes first: the look waits for tailscale0 on rtnetlink (Interface-Wait)
+got=$(last '[.cause.event, .cause.units, .waited.interfaces, .waited.came_back]')
 ct_check "the record says the daemon's job finished, and that it waited for tailscale0 to come back" \
-	test "$(last '[.cause.event, .cause.units, .waited.interfaces, .waited.came_back]')" = \
-	'["unit",["tailscaled.service"],["tailscale0"],true]'
+	test "$got" = '["unit",["tailscaled.service"],["tailscale0"],true]'
+[ "$got" = '["unit",["tailscaled.service"],["tailscale0"],true]' ] || ct_diag "the record: $(last '{cause, waited, seconds}')"
 daemon_unit 0
 ct_exec systemctl restart tailscaled.service
 fresh_within 5 >/dev/null
