@@ -157,7 +157,8 @@ int diagnose(const struct observation *now, const struct snapshot *before, const
                         return r;
         }
 
-        if ((r = restarted_units(&f, now, before)) < 0)
+        if ((r = restarted_units(&f, now, before)) < 0 ||
+            (r = hooks_diagnose(&now->ruleset, &now->links, before, &now->kernel, &f.hooks, &f.n_hooks)) < 0)
                 return r;
 
         if (f.n_stale > 1)
@@ -179,6 +180,7 @@ void findings_done(struct findings *f) {
         free(f->restarted_units);
         free(f->stale);
         free(f->ifaces);
+        hook_findings_free(f->hooks, f->n_hooks);
         *f = (struct findings){};
 }
 

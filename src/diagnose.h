@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "devhooks.h"
 #include "links.h"
 #include "owners.h"
 #include "ruleset.h"
@@ -16,6 +17,7 @@ struct observation {
         struct ruleset ruleset;
         struct owner_table owners;
         struct unit_invocations units; /* empty without systemd */
+        struct hook_behaviour kernel;  /* read only when the snapshot has device-bound hooks */
 };
 
 void observation_done(struct observation *o);
@@ -53,10 +55,18 @@ struct findings {
         size_t n_refs, n_name_refs; /* what was checked */
         const struct nft_path *unreadable; /* rules that could not be read (not checked); points into now */
         size_t n_unreadable;
+        struct hook_finding *hooks; /* device-bound chains and flowtables that lost a device (point into now and
+                                     * before) */
+        size_t n_hooks;
         bool have_snapshot;
 };
 
 /* before and history may be NULL. The findings point into now and before: keep them alive. */
+/* Stale references and lost device hooks: what makes check say "stale". */
+static inline size_t findings_stale(const struct findings *f) {
+        return f->n_stale + f->n_hooks;
+}
+
 int diagnose(const struct observation *now, const struct snapshot *before, const struct link_history *history,
              struct findings *ret);
 void findings_done(struct findings *f);

@@ -165,10 +165,10 @@ static int cmd_check(const struct context *ctx) {
                 _cleanup_(json_decrefp) json_t *j = report_json(f);
                 if ((r = print_json(ctx, j)) < 0)
                         return r;
-        } else if (!ctx->quiet || f->n_stale > 0)
+        } else if (!ctx->quiet || findings_stale(f) > 0)
                 report_human(f, ctx->out);
 
-        return f->n_stale > 0 ? EXIT_STALE : 0;
+        return findings_stale(f) > 0 ? EXIT_STALE : 0;
 }
 
 static void print_actions(FILE *out, const struct reconcile_result *res) {

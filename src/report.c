@@ -64,6 +64,9 @@ json_t *report_json(const struct findings *f) {
         for (size_t k = 0; k < f->n_stale; k++)
                 if (json_array_append_new(stale, stale_to_json(&f->stale[k])) < 0)
                         return NULL;
+        for (size_t k = 0; k < f->n_hooks; k++)
+                if (json_array_append_new(stale, hook_finding_json(&f->hooks[k])) < 0)
+                        return NULL;
         for (size_t k = 0; k < f->n_ifaces; k++)
                 if (json_array_append_new(ifaces, iface_to_json(&f->ifaces[k])) < 0)
                         return NULL;
@@ -102,6 +105,45 @@ void report_unreadable(const struct findings *f, FILE *out) {
         fprintf(out, "%s\n", f->n_unreadable > 10 ? ", …" : "");
 }
 
+static void print_devices(const char *const *devices, size_t n, FILE *out) {
+        for (size_t i = 0; i < n; i++)
+                fprintf(out, "%s%s", i ? ", " : "", NAME(devices[i]));
+}
+
+/* "table netdev edge, chain in (ingress): deleted by the kernel with ts0 (which exists again)" */
+static void report_hooks(const struct findings *f, FILE *out) {
+        if (f->n_hooks == 0)
+                return;
+        fprintf(out, "%zu device-bound hook%s lost %s device (this kernel does not hook a device again when it comes "
+                     "back):\n",
+                f->n_hooks, f->n_hooks == 1 ? "" : "s", f->n_hooks == 1 ? "a" : "their");
+        for (size_t k = 0; k < f->n_hooks; k++) {
+                const struct hook_finding *h = &f->hooks[k];
+                const struct device_hook *was = h->was;
+                fprintf(out, "  table %s %s, %s %s (%s): ", nfproto_to_string(was->family), NAME(was->table),
+                        was->flowtable ? "flowtable" : "chain", NAME(was->name), device_hook_name(was));
+                fputs(h->now ? "lost " : "deleted by the kernel with ", out);
+                print_devices(h->missing, h->n_missing, out);
+                if (h->n_back == h->n_missing)
+                        fputs(h->n_missing == 1 ? " (which exists again)" : " (which exist again)", out);
+                else if (h->n_back == 0)
+                        fputs(h->n_missing == 1 ? " (which is gone)" : " (which are gone)", out);
+                else {
+                        fputs(" (back: ", out);
+                        print_devices(h->missing, h->n_back, out);
+                        fputc(')', out);
+                }
+                if (h->now && h->now->n_devices) {
+                        fputs("; still on ", out);
+                        print_devices((const char *const *) h->now->devices, h->now->n_devices, out);
+                } else if (h->now)
+                        fputs("; on no device: it sees no packet", out);
+                fputc('\n', out);
+        }
+        fputs("Run reconcile-after-upgrade to hook them to the devices again (a deleted chain is re-created with its "
+              "rules).\n", out);
+}
+
 int report_human(const struct findings *f, FILE *out) {
         if (f->n_restarted_units > 0) {
                 fputs("Restarted since the snapshot:", out);
@@ -124,12 +166,15 @@ int report_human(const struct findings *f, FILE *out) {
         }
 
         report_unreadable(f, out);
-        if (f->n_stale == 0) {
+        if (findings_stale(f) == 0) {
                 fprintf(out, "No stale interface references (%zu by index checked; %zu by name, which never go "
                              "stale).\n",
                         f->n_refs, f->n_name_refs);
                 return 0;
         }
+        report_hooks(f, out);
+        if (f->n_stale == 0)
+                return 0;
 
         fprintf(out, "%zu stale interface reference%s (the rule holds an index its interface does not have any more):\n",
                 f->n_stale, f->n_stale == 1 ? "" : "s");

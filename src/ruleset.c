@@ -738,11 +738,43 @@ bool ruleset_msg_readable(const struct nlmsghdr *nlh) {
         return true;
 }
 
+/* Every rule of a device-bound chain, as received, whatever it holds: what re-creates the chain if a kernel
+ * deletes it with its device. */
+static int hook_rule_keep(struct scan *scan, const struct nlmsghdr *nlh) {
+        struct ruleset *rs = scan->rs;
+        const struct nlattr *table = NULL, *chain = NULL, *a;
+        if (rs->n_hooks == 0 || nlh->nlmsg_len < mnl_nlmsg_size(sizeof(struct nfgenmsg)))
+                return 0;
+        mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+                if (mnl_attr_get_type(a) == NFTA_RULE_TABLE && mnl_attr_validate(a, MNL_TYPE_NUL_STRING) >= 0)
+                        table = a;
+                else if (mnl_attr_get_type(a) == NFTA_RULE_CHAIN && mnl_attr_validate(a, MNL_TYPE_NUL_STRING) >= 0)
+                        chain = a;
+        }
+        if (!table || !chain)
+                return 0;
+        const struct nfgenmsg *g = mnl_nlmsg_get_payload(nlh);
+        struct device_hook *h = (struct device_hook *) ruleset_hook(rs, g->nfgen_family, mnl_attr_get_str(table),
+                                                                    mnl_attr_get_str(chain), false);
+        if (!h)
+                return 0;
+        if (GROW(h->rules, h->allocated_rules, h->n_rules + 1) < 0)
+                return -ENOMEM;
+        struct nl_blob *b = &h->rules[h->n_rules];
+        if (blob_copy(b, nlh, nlh->nlmsg_len) < 0)
+                return -ENOMEM;
+        h->n_rules++;
+        return 0;
+}
+
 static int scan_rule(struct scan *scan, const struct nlmsghdr *nlh) {
         struct ruleset *rs = scan->rs;
         _cleanup_(nftnl_rule_freep) struct nftnl_rule *rule = nftnl_rule_alloc();
         if (!rule)
                 return -ENOMEM;
+        int k = hook_rule_keep(scan, nlh);
+        if (k < 0)
+                return k;
         if (!ruleset_msg_readable(nlh) || nftnl_rule_nlmsg_parse(nlh, rule) < 0)
                 return scan_unreadable_rule(scan, nlh);
 
@@ -1008,13 +1040,40 @@ static int scan_table(struct scan *scan, const struct nlmsghdr *nlh) {
                         NULL);
 }
 
-static void device_hook_done(struct device_hook *h) {
+void device_hook_done(struct device_hook *h) {
         free(h->table);
         free(h->name);
         free(h->type);
         for (size_t i = 0; i < h->n_devices; i++)
                 free(h->devices[i]);
         free(h->devices);
+        for (size_t i = 0; i < h->n_rules; i++)
+                free(h->rules[i].data);
+        free(h->rules);
+        *h = (struct device_hook){};
+}
+
+const struct device_hook *ruleset_hook(const struct ruleset *rs, uint8_t family, const char *table, const char *name,
+                                       bool flowtable) {
+        for (size_t i = 0; i < rs->n_hooks; i++) {
+                const struct device_hook *h = &rs->hooks[i];
+                if (h->family == family && h->flowtable == flowtable && streq(h->table, table) && streq(h->name, name))
+                        return h;
+        }
+        return NULL;
+}
+
+bool device_hook_has(const struct device_hook *h, const char *device) {
+        for (size_t i = 0; i < h->n_devices; i++)
+                if (streq(h->devices[i], device))
+                        return true;
+        return false;
+}
+
+static void hook_rules_clear(struct device_hook *h) {
+        for (size_t i = 0; i < h->n_rules; i++)
+                free(h->rules[i].data);
+        h->n_rules = 0;
 }
 
 /* Adds a device-bound hook; devices: NULL-terminated, or NULL with one device dev (a chain's NFTA_HOOK_DEV). */
@@ -1028,6 +1087,8 @@ static int hook_add(struct ruleset *rs, const struct device_hook *h, const char 
         n->type = h->type ? strdup(h->type) : NULL;
         n->devices = NULL;
         n->n_devices = 0;
+        n->rules = NULL;
+        n->n_rules = n->allocated_rules = 0;
         size_t count = devices ? 0 : !!dev;
         while (devices && devices[count])
                 count++;
@@ -1070,6 +1131,7 @@ static int scan_chain(struct scan *scan, const struct nlmsghdr *nlh) {
                 .policy = nftnl_chain_is_set(c, NFTNL_CHAIN_POLICY) ? nftnl_chain_get_u32(c, NFTNL_CHAIN_POLICY) : NF_ACCEPT,
                 .flags = nftnl_chain_is_set(c, NFTNL_CHAIN_FLAGS) ? nftnl_chain_get_u32(c, NFTNL_CHAIN_FLAGS) : 0,
                 .type = (char *) (nftnl_chain_is_set(c, NFTNL_CHAIN_TYPE) ? nftnl_chain_get_str(c, NFTNL_CHAIN_TYPE) : NULL),
+                .handle = nftnl_chain_get_u64(c, NFTNL_CHAIN_HANDLE),
         };
         return hook_add(rs, &h,
                         nftnl_chain_is_set(c, NFTNL_CHAIN_DEVICES) ? nftnl_chain_get_array(c, NFTNL_CHAIN_DEVICES) : NULL,
@@ -1091,6 +1153,7 @@ static int scan_flowtable(struct scan *scan, const struct nlmsghdr *nlh) {
                 .hooknum = nftnl_flowtable_get_u32(f, NFTNL_FLOWTABLE_HOOKNUM),
                 .priority = nftnl_flowtable_get_s32(f, NFTNL_FLOWTABLE_PRIO),
                 .flags = nftnl_flowtable_get_u32(f, NFTNL_FLOWTABLE_FLAGS),
+                .handle = nftnl_flowtable_get_u64(f, NFTNL_FLOWTABLE_HANDLE),
         };
         const char *const *devices = nftnl_flowtable_is_set(f, NFTNL_FLOWTABLE_DEVICES)
                                              ? nftnl_flowtable_get_array(f, NFTNL_FLOWTABLE_DEVICES)
@@ -1280,6 +1343,10 @@ static int ruleset_read_once(struct mnl_socket *nl, struct ruleset *rs, ruleset_
                                 break;
                         scan_rollback(&scan, &m);
                         rs->chains[i].n_handles = 0;
+                        struct device_hook *h = (struct device_hook *) ruleset_hook(
+                                rs, rs->chains[i].family, rs->chains[i].table, rs->chains[i].chain, false);
+                        if (h)
+                                hook_rules_clear(h);
                         scan.chain = NULL;
                         netlink_backoff(0);
                 }

@@ -118,7 +118,13 @@ struct device_hook {
         char *type;       /* chains: "filter", ...; NULL for a flowtable */
         char **devices;
         size_t n_devices;
+        uint64_t handle;  /* the chain's or the flowtable's, in this reading */
+        struct nl_blob *rules; /* chains: the NEWRULE message of each rule, in order (what re-creates it) */
+        size_t n_rules, allocated_rules;
 };
+
+void device_hook_done(struct device_hook *h);
+bool device_hook_has(const struct device_hook *h, const char *device);
 
 struct ruleset {
         struct iface_ref *refs; /* by index */
@@ -143,6 +149,9 @@ struct ruleset {
 };
 
 const struct nft_path *ruleset_chain(const struct ruleset *rs, uint8_t family, const char *table, const char *chain);
+/* The device-bound chain or flowtable of that name; NULL when there is none. */
+const struct device_hook *ruleset_hook(const struct ruleset *rs, uint8_t family, const char *table, const char *name,
+                                       bool flowtable);
 
 /* Tap for ruleset_read(): sees each netlink message as received (tests/nl-capture records fixtures with it). */
 typedef void (*ruleset_tap_t)(const struct nlmsghdr *nlh, void *userdata);

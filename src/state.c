@@ -2,8 +2,11 @@
 /* state.c: snapshot and link history as JSON (jansson), written by replace-by-rename, mode 0600. */
 #include <jansson.h>
 #include <linux/netfilter.h>
+#include <linux/netlink.h>
+#include <net/if.h>
 #include <string.h>
 
+#include "devhooks.h"
 #include "fileio.h"
 #include "json-util.h"
 #include "log.h"
@@ -32,11 +35,42 @@ static json_t *link_to_json(const struct link *l) {
                          json_name(l->kind), "up", l->up);
 }
 
-/* netdev's hooks are ingress (0) and egress (1); inet's device-bound one is its ingress. */
-static const char *device_hook_name(const struct device_hook *h) {
-        if (h->family == NFPROTO_INET)
-                return "ingress";
-        return h->hooknum == 1 ? "egress" : "ingress";
+
+static json_t *hex_json(const struct nl_blob *b) {
+        static const char digits[] = "0123456789abcdef";
+        _cleanup_free_ char *text = malloc(b->size * 2 + 1);
+        if (!text)
+                return NULL;
+        for (size_t i = 0; i < b->size; i++) {
+                text[2 * i] = digits[b->data[i] >> 4];
+                text[2 * i + 1] = digits[b->data[i] & 15];
+        }
+        return json_stringn(text, b->size * 2);
+}
+
+static int hex_digit(char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* A rule message as the snapshot keeps it: whole, one message, no more than it says. */
+static int hex_parse(const char *text, struct nl_blob *ret) {
+        size_t len = strlen(text);
+        if (len % 2 || len / 2 < sizeof(struct nlmsghdr) || len / 2 > UINT16_MAX)
+                return -EBADMSG;
+        _cleanup_free_ uint8_t *data = malloc(len / 2);
+        if (!data)
+                return -ENOMEM;
+        for (size_t i = 0; i < len / 2; i++) {
+                int hi = hex_digit(text[2 * i]), lo = hex_digit(text[2 * i + 1]);
+                if (hi < 0 || lo < 0)
+                        return -EBADMSG;
+                data[i] = (uint8_t) (hi << 4 | lo);
+        }
+        const struct nlmsghdr *nlh = (const struct nlmsghdr *) data;
+        if (nlh->nlmsg_len != len / 2 || !ruleset_msg_readable(nlh))
+                return -EBADMSG;
+        *ret = (struct nl_blob){.data = TAKE_PTR(data), .size = len / 2};
+        return 0;
 }
 
 int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *links, const struct ruleset *rs,
@@ -90,6 +124,14 @@ int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *l
                                              json_object_set_new(j, "rules", json_integer(chain ? (json_int_t) chain->n_handles : 0)) < 0)) ||
                     json_array_append_new(jh, j) < 0)
                         return json_decref(j), -ENOMEM;
+                if (h->flowtable)
+                        continue;
+                json_t *msgs = json_array();
+                if (!msgs || json_object_set_new(j, "rule_messages", msgs) < 0)
+                        return -ENOMEM;
+                for (size_t k = 0; k < h->n_rules; k++)
+                        if (json_array_append_new(msgs, hex_json(&h->rules[k])) < 0)
+                                return -ENOMEM;
         }
 
         for (size_t i = 0; i < owners->n_owners; i++) {
@@ -212,6 +254,52 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
         if (s.n_refs > 1)
                 qsort(s.refs, s.n_refs, sizeof(struct snapshot_ref), snapshot_ref_cmp);
 
+        json_t *hooks = json_object_get(root, "device_hooks");
+        json_array_foreach(hooks, i, v) {
+                const char *family, *table, *chain = NULL, *flowtable = NULL, *policy = "accept", *type = NULL;
+                json_int_t hooknum, priority, flags = 0;
+                json_t *devices, *msgs = NULL, *d;
+                size_t k;
+                if (json_unpack(v, "{s:s, s:s, s?s, s?s, s:I, s:I, s?I, s?s, s?s, s:o, s?o}", "family", &family,
+                                "table", &table, "chain", &chain, "flowtable", &flowtable, "hooknum", &hooknum,
+                                "priority", &priority, "flags", &flags, "policy", &policy, "type", &type, "devices",
+                                &devices, "rule_messages", &msgs) < 0 ||
+                    !chain == !flowtable || !json_is_array(devices) || hooknum < 0 || hooknum > UINT32_MAX ||
+                    priority < INT32_MIN || priority > INT32_MAX || flags < 0 || flags > UINT32_MAX ||
+                    (msgs && !json_is_array(msgs)))
+                        return -EBADMSG;
+                if (GROW(s.hooks, s.allocated_hooks, s.n_hooks + 1) < 0)
+                        return -ENOMEM;
+                struct device_hook *h = &s.hooks[s.n_hooks++];
+                *h = (struct device_hook){.family = nfproto_from_string(family), .flowtable = !!flowtable,
+                                          .hooknum = (uint32_t) hooknum, .priority = (int32_t) priority,
+                                          .flags = (uint32_t) flags,
+                                          .policy = streq(policy, "drop") ? NF_DROP : NF_ACCEPT};
+                if (name_unescape_dup(table, &h->table) == -EINVAL ||
+                    name_unescape_dup(chain ? chain : flowtable, &h->name) == -EINVAL ||
+                    (type && name_unescape_dup(type, &h->type) == -EINVAL))
+                        return -EBADMSG;
+                h->devices = calloc(json_array_size(devices) + 1, sizeof(char *));
+                if (!h->table || !h->name || (type && !h->type) || !h->devices)
+                        return -ENOMEM;
+                json_array_foreach(devices, k, d) {
+                        char dev[IFNAMSIZ];
+                        if (!json_is_string(d) || name_unescape(json_string_value(d), dev, sizeof(dev)) < 0)
+                                return -EBADMSG;
+                        if (!(h->devices[h->n_devices] = strdup(dev)))
+                                return -ENOMEM;
+                        h->n_devices++;
+                }
+                json_array_foreach(msgs, k, d) {
+                        if (GROW(h->rules, h->allocated_rules, h->n_rules + 1) < 0)
+                                return -ENOMEM;
+                        int r = json_is_string(d) ? hex_parse(json_string_value(d), &h->rules[h->n_rules]) : -EBADMSG;
+                        if (r < 0)
+                                return r;
+                        h->n_rules++;
+                }
+        }
+
         json_t *units = json_object_get(root, "units");
         json_array_foreach(units, i, v) {
                 const char *name, *id, *active;
@@ -255,6 +343,9 @@ void snapshot_done(struct snapshot *s) {
                 free(s->refs[i].set);
         }
         free(s->refs);
+        for (size_t i = 0; i < s->n_hooks; i++)
+                device_hook_done(&s->hooks[i]);
+        free(s->hooks);
         link_table_done(&s->links);
         owner_table_done(&s->owners);
         unit_invocations_done(&s->units);

@@ -33,6 +33,8 @@ struct snapshot {
         size_t units_allocated;
         struct snapshot_ref *refs;
         size_t n_refs, allocated_refs;
+        struct device_hook *hooks; /* device-bound chains (with their rules) and flowtables */
+        size_t n_hooks, allocated_hooks;
 };
 
 /* The name the snapshot saw ref's index resolve to, for the same rule (or set) and the same index; NULL when the

@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: GPL-2.0-or-later */
+/* devhooks.h: device-bound base chains (netdev, inet ingress) and flowtables that a kernel before 6.16 detached
+ * from a device that went away, or deleted with it (6.1 deletes a chain whose only device goes; 6.12 keeps it
+ * with none; neither puts a device that comes back into the list). Found by comparing the live ruleset with the
+ * snapshot; repaired in one generation-checked transaction: the device added back where the kernel takes that,
+ * else the chain re-created exactly, with its rules in order. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "links.h"
+#include "ruleset.h"
+
+struct snapshot;
+
+/* What the running kernel does when a hooked device goes and comes back (hookprobe.c measures it). */
+struct hook_behaviour {
+        bool known;            /* false: not measured (the probe failed); the lists are compared as they are */
+        bool chain_kept;       /* a chain whose only device goes stays, with no device */
+        bool reattaches;       /* a device created again under its name is hooked again (6.16 and later) */
+        bool chain_add_device; /* a NEWCHAIN for an existing chain adds devices to it (6.3 and later) */
+        bool flowtables;       /* the kernel has flowtables at all */
+};
+
+struct hook_finding {
+        const struct device_hook *was; /* the snapshot's */
+        const struct device_hook *now; /* NULL: the kernel deleted the chain */
+        const char **missing;          /* was's devices that now lacks (pointing into was); those that exist
+                                        * again come first */
+        size_t n_missing, n_back;
+};
+
+/* Every device-bound chain or flowtable of before that lost a device the kernel removed (the device is gone, or
+ * has another index now); a device someone took out of a chain whose device is still the same one is not a
+ * finding, nor is anything of a table that is gone. On a kernel that re-attaches, nothing. */
+int hooks_diagnose(const struct ruleset *now, const struct link_table *links, const struct snapshot *before,
+                   const struct hook_behaviour *kernel, struct hook_finding **ret, size_t *ret_n);
+void hook_findings_free(struct hook_finding *h, size_t n);
+
+json_t *hook_finding_json(const struct hook_finding *h);
+/* "ingress" or "egress". */
+const char *device_hook_name(const struct device_hook *h);
