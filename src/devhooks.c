@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* devhooks.c: what a kernel before 6.16 did to device-bound chains and flowtables when a device went, found
  * against the snapshot. */
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
 #include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
 #include <string.h>
 
 #include "devhooks.h"
 #include "json-util.h"
 #include "macro.h"
 #include "names.h"
+#include "netlink.h"
 #include "state.h"
 
 static bool table_exists(const struct ruleset *rs, uint8_t family, const char *table) {
@@ -106,4 +110,62 @@ json_t *hook_finding_json(const struct hook_finding *h) {
                          names_json((const char *const *) was->devices, was->n_devices), "now",
                          h->now ? names_json((const char *const *) h->now->devices, h->now->n_devices) : json_null(),
                          "missing", names_json(h->missing, h->n_missing), "back", names_json(h->missing, h->n_back));
+}
+
+/* ---- messages ---- */
+
+static size_t devices_size(const char *const *devices, size_t n) {
+        size_t size = 0;
+        for (size_t i = 0; i < n; i++)
+                size += MNL_ALIGN(strlen(devices[i]) + 1) + 8;
+        return size;
+}
+
+static void put_devices(struct nlmsghdr *nlh, uint16_t type, const char *const *devices, size_t n) {
+        struct nlattr *devs = mnl_attr_nest_start(nlh, type);
+        for (size_t i = 0; i < n; i++)
+                mnl_attr_put_strz(nlh, NFTA_DEVICE_NAME, devices[i]);
+        mnl_attr_nest_end(nlh, devs);
+}
+
+int devhooks_put_chain(struct nl_batch *b, const struct device_hook *h, const char *const *devices, size_t n,
+                       uint16_t flags) {
+        size_t size = strlen(h->table) + strlen(h->name) + (h->type ? strlen(h->type) : 0) + devices_size(devices, n) + 128;
+        struct nlmsghdr *nlh = nl_batch_msg(b, NFT_MSG_NEWCHAIN, h->family, flags, size);
+        if (!nlh)
+                return -ENOMEM;
+        mnl_attr_put_strz(nlh, NFTA_CHAIN_TABLE, h->table);
+        mnl_attr_put_strz(nlh, NFTA_CHAIN_NAME, h->name);
+        struct nlattr *hook = mnl_attr_nest_start(nlh, NFTA_CHAIN_HOOK);
+        mnl_attr_put_u32(nlh, NFTA_HOOK_HOOKNUM, htonl(h->hooknum));
+        mnl_attr_put_u32(nlh, NFTA_HOOK_PRIORITY, htonl((uint32_t) h->priority));
+        put_devices(nlh, NFTA_HOOK_DEVS, devices, n);
+        mnl_attr_nest_end(nlh, hook);
+        if (h->type)
+                mnl_attr_put_strz(nlh, NFTA_CHAIN_TYPE, h->type);
+        mnl_attr_put_u32(nlh, NFTA_CHAIN_POLICY, htonl(h->policy));
+        /* NFT_CHAIN_BASE is what the hook makes it; hardware offload is the one flag a user sets */
+        if (h->flags & ~(uint32_t) NFT_CHAIN_BASE)
+                mnl_attr_put_u32(nlh, NFTA_CHAIN_FLAGS, htonl(h->flags & ~(uint32_t) NFT_CHAIN_BASE));
+        nl_batch_msg_end(b, nlh);
+        return 0;
+}
+
+int devhooks_put_flowtable(struct nl_batch *b, const struct device_hook *h, const char *const *devices, size_t n,
+                           uint16_t flags) {
+        size_t size = strlen(h->table) + strlen(h->name) + devices_size(devices, n) + 128;
+        struct nlmsghdr *nlh = nl_batch_msg(b, NFT_MSG_NEWFLOWTABLE, h->family, flags, size);
+        if (!nlh)
+                return -ENOMEM;
+        mnl_attr_put_strz(nlh, NFTA_FLOWTABLE_TABLE, h->table);
+        mnl_attr_put_strz(nlh, NFTA_FLOWTABLE_NAME, h->name);
+        struct nlattr *hook = mnl_attr_nest_start(nlh, NFTA_FLOWTABLE_HOOK);
+        mnl_attr_put_u32(nlh, NFTA_FLOWTABLE_HOOK_NUM, htonl(h->hooknum));
+        mnl_attr_put_u32(nlh, NFTA_FLOWTABLE_HOOK_PRIORITY, htonl((uint32_t) h->priority));
+        put_devices(nlh, NFTA_FLOWTABLE_HOOK_DEVS, devices, n);
+        mnl_attr_nest_end(nlh, hook);
+        if (h->flags)
+                mnl_attr_put_u32(nlh, NFTA_FLOWTABLE_FLAGS, htonl(h->flags));
+        nl_batch_msg_end(b, nlh);
+        return 0;
 }

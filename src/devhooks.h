@@ -14,6 +14,7 @@
 #include "ruleset.h"
 
 struct snapshot;
+struct nl_batch;
 
 /* What the running kernel does when a hooked device goes and comes back (hookprobe.c measures it). */
 struct hook_behaviour {
@@ -42,3 +43,11 @@ void hook_findings_free(struct hook_finding *h, size_t n);
 json_t *hook_finding_json(const struct hook_finding *h);
 /* "ingress" or "egress". */
 const char *device_hook_name(const struct device_hook *h);
+
+/* NEWCHAIN for h's chain (its hook, priority, type, policy and flags) on devices: with NLM_F_CREATE|NLM_F_EXCL it
+ * creates the chain, with 0 it adds the devices to the chain that exists (6.3 and later take that). */
+int devhooks_put_chain(struct nl_batch *b, const struct device_hook *h, const char *const *devices, size_t n,
+                       uint16_t flags);
+/* NEWFLOWTABLE for h's flowtable on devices: the same (every kernel with flowtables takes the update). */
+int devhooks_put_flowtable(struct nl_batch *b, const struct device_hook *h, const char *const *devices, size_t n,
+                           uint16_t flags);

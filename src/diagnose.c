@@ -110,6 +110,7 @@ int diagnose(const struct observation *now, const struct snapshot *before, const
                 .unreadable = now->ruleset.unreadable,
                 .n_unreadable = now->ruleset.n_unreadable,
                 .have_snapshot = before != NULL,
+                .kernel = now->kernel,
         };
         int r;
 

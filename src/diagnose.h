@@ -55,6 +55,7 @@ struct findings {
         size_t n_refs, n_name_refs; /* what was checked */
         const struct nft_path *unreadable; /* rules that could not be read (not checked); points into now */
         size_t n_unreadable;
+        struct hook_behaviour kernel; /* as observed (known: false when not asked) */
         struct hook_finding *hooks; /* device-bound chains and flowtables that lost a device (point into now and
                                      * before) */
         size_t n_hooks;

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "fileio.h"
+#include "hookprobe.h"
 #include "json-util.h"
 #include "log.h"
 #include "names.h"
@@ -191,6 +192,9 @@ static int view_load(const struct pipeline_options *opt, struct pipeline_result 
         v->have_snapshot = r >= 0;
         if (r < 0 && r != -ENOENT)
                 note(res, LOG_WARNING, r, "Ignoring unreadable snapshot %s/%s: %m", opt->run_dir, SNAPSHOT_FILE);
+        /* what this kernel does to hooks whose device goes: asked once a boot, when there are any to compare */
+        if (v->have_snapshot && v->before.n_hooks > 0)
+                (void) hookprobe_get(opt->run_dir, !opt->read_only && !opt->dry_run, &v->now.kernel);
         r = history_read(opt->state_dir, &v->history);
         if (r < 0)
                 note(res, LOG_WARNING, r, "Ignoring unreadable link history %s/%s: %m", opt->state_dir,

@@ -2,6 +2,7 @@
 /* report.c: renders findings. Both renderings walk the same arrays in the same order. */
 #include <string.h>
 
+#include "hookprobe.h"
 #include "json-util.h"
 #include "macro.h"
 #include "names.h"
@@ -72,10 +73,11 @@ json_t *report_json(const struct findings *f) {
                         return NULL;
 
         /* "o" hands the arrays over, also when packing fails. */
-        return json_pack("{s:o, s:o, s:o, s:I, s:I, s:b, s:o}", "stale", TAKE_PTR(stale), "interfaces",
+        return json_pack("{s:o, s:o, s:o, s:I, s:I, s:b, s:o, s:o}", "stale", TAKE_PTR(stale), "interfaces",
                          TAKE_PTR(ifaces), "restarted_units", TAKE_PTR(restarted), "references_checked",
                          (json_int_t) f->n_refs, "by_name_references", (json_int_t) f->n_name_refs, "snapshot",
-                         f->have_snapshot, "unreadable", report_unreadable_json(f));
+                         f->have_snapshot, "unreadable", report_unreadable_json(f), "kernel_hooks",
+                         hook_behaviour_json(&f->kernel));
 }
 
 static void print_ref_place(const struct iface_ref *ref, FILE *out) {
@@ -114,9 +116,13 @@ static void print_devices(const char *const *devices, size_t n, FILE *out) {
 static void report_hooks(const struct findings *f, FILE *out) {
         if (f->n_hooks == 0)
                 return;
-        fprintf(out, "%zu device-bound hook%s lost %s device (this kernel does not hook a device again when it comes "
-                     "back):\n",
-                f->n_hooks, f->n_hooks == 1 ? "" : "s", f->n_hooks == 1 ? "a" : "their");
+        fprintf(out, "%zu device-bound hook%s lost %s device (%s):\n", f->n_hooks, f->n_hooks == 1 ? "" : "s",
+                f->n_hooks == 1 ? "a" : "their",
+                !f->kernel.known      ? "the kernel did not re-attach them"
+                : f->kernel.chain_kept ? "this kernel keeps a chain whose device goes, but does not hook a device "
+                                         "again when it comes back"
+                                       : "this kernel deletes a chain whose only device goes, and does not hook a "
+                                         "device again when it comes back");
         for (size_t k = 0; k < f->n_hooks; k++) {
                 const struct hook_finding *h = &f->hooks[k];
                 const struct device_hook *was = h->was;
