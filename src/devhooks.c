@@ -2,9 +2,12 @@
 /* devhooks.c: what a kernel before 6.16 did to device-bound chains and flowtables when a device went, found
  * against the snapshot. */
 #include <arpa/inet.h>
+#include <endian.h>
+#include <stdio.h>
 #include <libmnl/libmnl.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
 #include <string.h>
 
 #include "devhooks.h"
@@ -12,6 +15,7 @@
 #include "macro.h"
 #include "names.h"
 #include "netlink.h"
+#include "rebind.h"
 #include "state.h"
 
 static bool table_exists(const struct ruleset *rs, uint8_t family, const char *table) {
@@ -168,4 +172,236 @@ int devhooks_put_flowtable(struct nl_batch *b, const struct device_hook *h, cons
                 mnl_attr_put_u32(nlh, NFTA_FLOWTABLE_FLAGS, htonl(h->flags));
         nl_batch_msg_end(b, nlh);
         return 0;
+}
+
+/* ---- repair ---- */
+
+static const char *const hook_fix_kind_table[] = {
+        [HOOK_FIX_ADD] = "add-device",
+        [HOOK_FIX_RECREATE] = "re-create",
+        [HOOK_FIX_REPLACE] = "replace",
+        [HOOK_FIX_LEAVE] = "leave",
+};
+
+const char *hook_fix_kind_to_string(enum hook_fix_kind k) {
+        return k < ELEMENTSOF(hook_fix_kind_table) ? hook_fix_kind_table[k] : "?";
+}
+
+void hook_plan_done(struct hook_plan *p) {
+        for (size_t i = 0; p->fixes && i < p->n_fixes; i++) {
+                free(p->fixes[i].devices);
+                free(p->fixes[i].error);
+        }
+        free(p->fixes);
+        *p = (struct hook_plan){};
+}
+
+static const char *fix_leave(struct hook_fix *fix, const char *why) {
+        fix->kind = HOOK_FIX_LEAVE;
+        fix->why = why;
+        return why;
+}
+
+static void plan_one(struct hook_fix *fix, const struct hook_behaviour *kernel) {
+        const struct hook_finding *h = fix->finding;
+        const struct device_hook *was = h->was, *now = h->now;
+
+        if (h->n_back == 0) {
+                fix_leave(fix, "its devices are gone: nothing to hook it to until they are back");
+                return;
+        }
+        /* afterwards: the devices it is on now, and those that are back */
+        for (size_t i = 0; now && i < now->n_devices; i++)
+                fix->devices[fix->n_devices++] = now->devices[i];
+        for (size_t i = 0; i < h->n_back; i++)
+                fix->devices[fix->n_devices++] = h->missing[i];
+
+        if (was->flowtable || (now && (!kernel->known || kernel->chain_add_device))) {
+                fix->kind = HOOK_FIX_ADD;
+                return;
+        }
+        fix->kind = now ? HOOK_FIX_REPLACE : HOOK_FIX_RECREATE;
+        fix->rules = now ? now->rules : was->rules;
+        fix->n_rules = now ? now->n_rules : was->n_rules;
+        for (size_t i = 0; i < fix->n_rules; i++)
+                if (rule_msg_uses_anonymous_set(&fix->rules[i])) {
+                        fix_leave(fix, "a rule of it looks up an anonymous set, which went with the chain: load the "
+                                       "ruleset that defines it again (e.g. nft -f /etc/nftables.conf)");
+                        return;
+                }
+}
+
+int devhooks_plan(const struct ruleset *rs, const struct hook_finding *found, size_t n_found,
+                  const struct hook_behaviour *kernel, bool (*skip)(void *userdata, uint8_t family, const char *table),
+                  void *userdata, struct hook_plan *ret) {
+        _cleanup_(hook_plan_done) struct hook_plan p = {.genid = rs->genid};
+        p.fixes = calloc(n_found + 1, sizeof(struct hook_fix));
+        if (!p.fixes)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_found; i++) {
+                const struct hook_finding *h = &found[i];
+                struct hook_fix *fix = &p.fixes[p.n_fixes++];
+                *fix = (struct hook_fix){.finding = h};
+                fix->devices = calloc(h->was->n_devices + (h->now ? h->now->n_devices : 0) + 1, sizeof(char *));
+                if (!fix->devices)
+                        return -ENOMEM;
+                if (skip && skip(userdata, h->was->family, h->was->table))
+                        fix_leave(fix, "held back");
+                else
+                        plan_one(fix, kernel);
+                p.n_todo += fix->kind != HOOK_FIX_LEAVE;
+        }
+        *ret = p;
+        p = (struct hook_plan){};
+        return 0;
+}
+
+/* The rule again in the chain of that name, at its end: every attribute as the kernel sent it but the handle. */
+static int put_rule(struct nl_batch *b, const struct nl_blob *rule) {
+        const struct nlmsghdr *old = (const struct nlmsghdr *) rule->data;
+        const struct nfgenmsg *g = mnl_nlmsg_get_payload(old);
+        struct nlmsghdr *nlh = nl_batch_msg(b, NFT_MSG_NEWRULE, g->nfgen_family, NLM_F_CREATE | NLM_F_APPEND,
+                                            rule->size);
+        const struct nlattr *a;
+        if (!nlh)
+                return -ENOMEM;
+        mnl_attr_for_each(a, old, sizeof(struct nfgenmsg)) {
+                uint16_t type = mnl_attr_get_type(a);
+                if (type != NFTA_RULE_HANDLE && type != NFTA_RULE_POSITION && type != NFTA_RULE_ID)
+                        mnl_attr_put(nlh, a->nla_type, mnl_attr_get_payload_len(a), mnl_attr_get_payload(a));
+        }
+        nl_batch_msg_end(b, nlh);
+        return 0;
+}
+
+static int put_fix(struct nl_batch *b, struct hook_fix *fix) {
+        const struct device_hook *was = fix->finding->was, *now = fix->finding->now;
+        const char *const *devices = fix->devices;
+        int r;
+
+        fix->seq_first = b->seq_next;
+        switch (fix->kind) {
+        case HOOK_FIX_ADD:
+                r = was->flowtable ? devhooks_put_flowtable(b, was, devices, fix->n_devices, 0)
+                                   : devhooks_put_chain(b, was, devices, fix->n_devices, 0);
+                break;
+        case HOOK_FIX_REPLACE: {
+                /* by handle: the chain read, not one of the same name created since */
+                struct nlmsghdr *nlh = nl_batch_msg(b, NFT_MSG_DELCHAIN, now->family, 0, strlen(now->table) + 64);
+                if (!nlh)
+                        return -ENOMEM;
+                mnl_attr_put_strz(nlh, NFTA_CHAIN_TABLE, now->table);
+                mnl_attr_put_u64(nlh, NFTA_CHAIN_HANDLE, htobe64(now->handle));
+                nl_batch_msg_end(b, nlh);
+        }
+                __attribute__((fallthrough));
+        case HOOK_FIX_RECREATE:
+                r = devhooks_put_chain(b, was, devices, fix->n_devices, NLM_F_CREATE | NLM_F_EXCL);
+                for (size_t i = 0; r >= 0 && i < fix->n_rules; i++)
+                        r = put_rule(b, &fix->rules[i]);
+                break;
+        default:
+                return 0;
+        }
+        fix->seq_last = b->seq_next - 1;
+        return r;
+}
+
+int devhooks_commit(struct hook_plan *plan) {
+        _cleanup_(mnl_socket_closep) struct mnl_socket *nl = NULL;
+        int r = netlink_open(NETLINK_NETFILTER, &nl);
+        if (r < 0)
+                return r;
+        /* each refusal takes one fix out: at most as many tries as fixes */
+        for (size_t attempt = 0; attempt <= plan->n_fixes; attempt++) {
+                _cleanup_(nl_batch_done) struct nl_batch b = {};
+                _cleanup_free_ char *message = NULL;
+                uint32_t failed = 0;
+                size_t sent = 0;
+                if ((r = nl_batch_begin(&b, plan->genid)) < 0)
+                        return r;
+                for (size_t i = 0; i < plan->n_fixes; i++) {
+                        struct hook_fix *fix = &plan->fixes[i];
+                        if (fix->kind == HOOK_FIX_LEAVE || fix->state == HOOK_FAILED)
+                                continue;
+                        if ((r = put_fix(&b, fix)) < 0)
+                                return r;
+                        sent++;
+                }
+                if (sent == 0)
+                        return 0;
+                if ((r = nl_batch_end(&b)) < 0)
+                        return r;
+                r = nl_batch_send(nl, &b, &failed, &message);
+                if (r >= 0 || r == -ERESTART)
+                        return r;
+                struct hook_fix *culprit = NULL;
+                for (size_t i = 0; i < plan->n_fixes && !culprit; i++) {
+                        struct hook_fix *fix = &plan->fixes[i];
+                        if (fix->kind != HOOK_FIX_LEAVE && fix->state != HOOK_FAILED && failed >= fix->seq_first &&
+                            failed <= fix->seq_last)
+                                culprit = fix;
+                }
+                if (!culprit)
+                        return r;
+                culprit->state = HOOK_FAILED;
+                if (asprintf(&culprit->error, "the kernel refused it: %s%s%s", strerror(-r), message ? ": " : "",
+                             message ? message : "") < 0)
+                        culprit->error = NULL;
+        }
+        return 0;
+}
+
+static bool hook_has_all(const struct device_hook *h, const char *const *devices, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (!device_hook_has(h, devices[i]))
+                        return false;
+        return true;
+}
+
+static const char *verify_one(const struct hook_fix *fix, const struct ruleset *after) {
+        const struct device_hook *was = fix->finding->was;
+        const struct device_hook *h = ruleset_hook(after, was->family, was->table, was->name, was->flowtable);
+        if (!h)
+                return "read back: it is not there";
+        if (!hook_has_all(h, fix->devices, fix->n_devices))
+                return "read back: not on all of its devices";
+        if (h->hooknum != was->hooknum || h->priority != was->priority || (!was->flowtable && h->policy != was->policy))
+                return "read back: another hook, priority or policy";
+        if (fix->kind == HOOK_FIX_ADD)
+                return NULL;
+        if (h->n_rules != fix->n_rules)
+                return "read back: another number of rules";
+        for (size_t i = 0; i < h->n_rules; i++)
+                if (!rule_msgs_same(&h->rules[i], &fix->rules[i]))
+                        return "read back: a rule differs, or is out of order";
+        return NULL;
+}
+
+void devhooks_verify(struct hook_plan *plan, const struct ruleset *after) {
+        for (size_t i = 0; i < plan->n_fixes; i++) {
+                struct hook_fix *fix = &plan->fixes[i];
+                if (fix->kind == HOOK_FIX_LEAVE || fix->state == HOOK_FAILED)
+                        continue;
+                const char *difference = verify_one(fix, after);
+                fix->state = difference ? HOOK_FAILED : HOOK_FIXED;
+                if (difference && !(fix->error = strdup(difference)))
+                        fix->state = HOOK_FAILED;
+        }
+}
+
+json_t *hook_fix_json(const struct hook_fix *fix) {
+        json_t *j = hook_finding_json(fix->finding);
+        static const char *const states[] = {[HOOK_PLANNED] = "planned", [HOOK_FIXED] = "fixed",
+                                             [HOOK_FAILED] = "failed"};
+        if (!j || json_object_set_new(j, "action", json_string(hook_fix_kind_to_string(fix->kind))) < 0 ||
+            json_object_set_new(j, "result", json_string(fix->kind == HOOK_FIX_LEAVE ? "left" : states[fix->state])) < 0 ||
+            json_object_set_new(j, "devices_after", names_json(fix->devices, fix->n_devices)) < 0 ||
+            (fix->kind == HOOK_FIX_RECREATE || fix->kind == HOOK_FIX_REPLACE
+                     ? json_object_set_new(j, "rules", json_integer((json_int_t) fix->n_rules)) < 0
+                     : 0) ||
+            (fix->why && json_object_set_new(j, "why", json_string(fix->why)) < 0) ||
+            (fix->error && json_object_set_new(j, "error", json_string(fix->error)) < 0))
+                return json_decref(j), NULL;
+        return j;
 }

@@ -51,3 +51,54 @@ int devhooks_put_chain(struct nl_batch *b, const struct device_hook *h, const ch
 /* NEWFLOWTABLE for h's flowtable on devices: the same (every kernel with flowtables takes the update). */
 int devhooks_put_flowtable(struct nl_batch *b, const struct device_hook *h, const char *const *devices, size_t n,
                            uint16_t flags);
+
+/* ---- repair ---- */
+
+enum hook_fix_kind {
+        HOOK_FIX_ADD,      /* NEWCHAIN/NEWFLOWTABLE update: the devices that exist again are added */
+        HOOK_FIX_RECREATE, /* the deleted chain created again with the snapshot's rules, in order */
+        HOOK_FIX_REPLACE,  /* a kernel that cannot add a device to a chain (6.1): the chain deleted and created
+                            * again with its devices and its live rules, in the same transaction */
+        HOOK_FIX_LEAVE,    /* nothing sent: why says why */
+};
+
+enum hook_fix_state {
+        HOOK_PLANNED,
+        HOOK_FIXED,   /* sent and read back as planned */
+        HOOK_FAILED,  /* refused by the kernel, or read back otherwise */
+};
+
+struct hook_fix {
+        const struct hook_finding *finding;
+        enum hook_fix_kind kind;
+        enum hook_fix_state state;
+        const char *why;            /* HOOK_FIX_LEAVE: a constant string */
+        const char **devices;       /* what the chain or flowtable is on afterwards */
+        size_t n_devices;
+        const struct nl_blob *rules; /* HOOK_FIX_RECREATE, HOOK_FIX_REPLACE: the rules it is created with */
+        size_t n_rules;
+        uint32_t seq_first, seq_last; /* its messages in the transaction */
+        char *error;
+};
+
+struct hook_plan {
+        struct hook_fix *fixes;
+        size_t n_fixes, n_todo;
+        uint32_t genid;
+};
+
+/* Decides how each finding (pointing into rs) is repaired on this kernel. skip(userdata, family, table): a table to
+ * leave alone (the watcher's rate limit), may be NULL. */
+int devhooks_plan(const struct ruleset *rs, const struct hook_finding *found, size_t n_found,
+                  const struct hook_behaviour *kernel, bool (*skip)(void *userdata, uint8_t family, const char *table),
+                  void *userdata, struct hook_plan *ret);
+void hook_plan_done(struct hook_plan *p);
+/* One transaction for every fix to do, checked against plan->genid. -ERESTART: the ruleset changed since, nothing
+ * applied (read again). A fix the kernel refuses is marked failed with its words, and the others are sent again
+ * without it. */
+int devhooks_commit(struct hook_plan *plan);
+/* Each fix sent must read back: the chain or flowtable on its devices, a re-created chain with the same rules in
+ * the same order (handles and counters aside). Marks each fixed or failed. */
+void devhooks_verify(struct hook_plan *plan, const struct ruleset *after);
+json_t *hook_fix_json(const struct hook_fix *fix);
+const char *hook_fix_kind_to_string(enum hook_fix_kind k);

@@ -269,12 +269,55 @@ static void print_not_repaired(const struct context *ctx, json_t *kept) {
         }
 }
 
+static void print_device_list(FILE *out, json_t *names) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(names, i, v) fprintf(out, "%s%s", i ? ", " : "", json_string_value(v));
+}
+
+/* "table netdev edge, chain in: re-created on ts0 with its 2 rules" */
+static void print_hooks(const struct context *ctx, json_t *hooks) {
+        size_t i;
+        json_t *h;
+        json_array_foreach(hooks, i, h) {
+                const char *action = json_string_value(json_object_get(h, "action"));
+                const char *result = json_string_value(json_object_get(h, "result"));
+                bool flowtable = json_object_get(h, "flowtable");
+                fprintf(ctx->out, "table %s %s, %s %s: ", json_string_value(json_object_get(h, "family")),
+                        json_string_value(json_object_get(h, "table")), flowtable ? "flowtable" : "chain",
+                        json_string_value(json_object_get(h, flowtable ? "flowtable" : "chain")));
+                if (streq(action, "leave")) {
+                        fprintf(ctx->out, "left as it is: %s\n", json_string_value(json_object_get(h, "why")));
+                        continue;
+                }
+                bool would = ctx->dry_run || streq(result, "planned");
+                fputs(streq(action, "add-device") ? (would ? "would hook " : "hooked ")
+                      : streq(action, "re-create") ? (would ? "would re-create on " : "re-created on ")
+                                                   : (would ? "would replace (this kernel cannot add a device to a "
+                                                              "chain) on "
+                                                            : "replaced (this kernel cannot add a device to a chain) "
+                                                              "on "),
+                      ctx->out);
+                print_device_list(ctx->out, json_object_get(h, streq(action, "add-device") ? "back" : "devices_after"));
+                if (streq(action, "add-device"))
+                        fputs(" again", ctx->out);
+                else
+                        fprintf(ctx->out, " with its %lld rule(s)",
+                                (long long) json_integer_value(json_object_get(h, "rules")));
+                if (streq(result, "failed"))
+                        fprintf(ctx->out, ": FAILED, %s", json_string_value(json_object_get(h, "error")));
+                else if (streq(result, "fixed"))
+                        fputs(", read back as planned", ctx->out);
+                fputc('\n', ctx->out);
+        }
+}
+
 /* The run as one object: its verdict, the counts, what each table got (planned, with --dry-run), the record. */
 static int print_run_json(const struct context *ctx, int r, const struct pipeline_result *res) {
         const struct findings *found = &res->view.findings;
         const char *outcome = r < 0 ? "error"
                               : res->record ? record_outcome_to_string(res->outcome)
-                              : found->n_stale == 0 ? "nothing-stale"
+                              : findings_stale(found) == 0 ? "nothing-stale"
                               : ctx->dry_run ? "dry-run"
                                              : "stale";
         json_t *actions = json_array();
@@ -282,11 +325,11 @@ static int print_run_json(const struct context *ctx, int r, const struct pipelin
                 if (json_array_append_new(actions, record_action_json(&res->res.actions[i])) < 0)
                         actions = (json_decref(actions), NULL);
         _cleanup_(json_decrefp) json_t *j = json_pack(
-                "{s:s, s:I, s:I, s:o?, s:O?, s:O?, s:s?, s:b}", "outcome", outcome, "stale_found",
-                (json_int_t) found->n_stale, "stale_left",
-                (json_int_t) (res->verified ? res->left.n_stale : found->n_stale), "actions", actions, "record",
+                "{s:s, s:I, s:I, s:o?, s:O?, s:O?, s:O?, s:s?, s:b}", "outcome", outcome, "stale_found",
+                (json_int_t) findings_stale(found), "stale_left",
+                (json_int_t) findings_stale(res->verified ? &res->left : found), "actions", actions, "record",
                 res->record ? res->record : json_null(), "not_repaired", res->not_repaired ? res->not_repaired : json_null(),
-                "problem", res->problem, "dry_run", ctx->dry_run);
+                "hooks", res->hooks ? res->hooks : json_null(), "problem", res->problem, "dry_run", ctx->dry_run);
         int k = print_json(ctx, j);
         if (k < 0)
                 return k;
@@ -315,7 +358,7 @@ static int cmd_reconcile(const struct context *ctx, json_t **ret_record) {
         if (r < 0)
                 return r;
 
-        if (res.view.findings.n_stale == 0) {
+        if (findings_stale(&res.view.findings) == 0) {
                 if (!ctx->quiet) {
                         report_unreadable(&res.view.findings, ctx->out);
                         fprintf(ctx->out, "No stale interface references.\n");
@@ -325,6 +368,7 @@ static int cmd_reconcile(const struct context *ctx, json_t **ret_record) {
         if (res.stop != STOP_NONE && !res.acted)
                 return -ENOMEDIUM;
         print_actions(ctx->out, &res.res);
+        print_hooks(ctx, res.hooks);
         print_leftovers(ctx, res.leftovers);
         print_not_repaired(ctx, res.not_repaired);
         if (ctx->dry_run || !res.acted)
@@ -341,11 +385,11 @@ static int cmd_reconcile(const struct context *ctx, json_t **ret_record) {
                         json_string_value(json_object_get(item, "table")), json_object_get(item, "chain") ? " " : "",
                         json_object_get(item, "chain") ? json_string_value(json_object_get(item, "chain")) : "");
 
-        if (res.left.n_stale == 0) {
+        if (findings_stale(&res.left) == 0) {
                 fprintf(ctx->out, "Verified: no stale interface references remain.\n");
                 return res.outcome == OUTCOME_FIXED ? 0 : EXIT_STALE;
         }
-        fprintf(ctx->out, "%zu stale interface references remain:\n", res.left.n_stale);
+        fprintf(ctx->out, "%zu stale interface references remain:\n", findings_stale(&res.left));
         report_human(&res.left, ctx->out);
         return EXIT_STALE;
 }

@@ -6,6 +6,7 @@
 #include <systemd/sd-bus.h>
 #include <time.h>
 
+#include "devhooks.h"
 #include "fileio.h"
 #include "hookprobe.h"
 #include "json-util.h"
@@ -68,6 +69,7 @@ void pipeline_result_done(struct pipeline_result *r) {
         json_decref(r->not_repaired);
         json_decref(r->waited);
         json_decref(r->held);
+        json_decref(r->hooks);
         json_decref(r->lost);
         json_decref(r->record);
         free(r->problem);
@@ -297,6 +299,7 @@ static int reading_take(struct pipeline_result *res, struct reading *ret) {
         struct run_view *v = &res->view;
         int r;
         reading_done(ret);
+        ret->obs.kernel = v->now.kernel;
         if ((r = links_dump(&ret->obs.links, NULL, NULL)) < 0 || (r = ruleset_read(&ret->obs.ruleset, NULL, NULL)) < 0)
                 return stop(res, STOP_ERROR, r, "Failed to read the ruleset again to verify: %m");
         r = diagnose(&ret->obs, v->have_snapshot ? &v->before : NULL, &v->history, &ret->found);
@@ -521,6 +524,61 @@ static int repair_in_place(const struct pipeline_options *opt, struct pipeline_r
         }
 }
 
+/* Device-bound chains and flowtables a kernel before 6.16 detached or deleted: hooked to their devices again in
+ * one transaction against the generation last read (read again when it moved on), then read back. */
+static int repair_hooks(const struct pipeline_options *opt, struct pipeline_result *res, struct reading *cur) {
+        bool pretend = opt->dry_run || opt->config->mode == MODE_REPORT;
+        int r;
+
+        for (unsigned attempt = 0;; attempt++) {
+                const struct ruleset *rs = cur->taken ? &cur->obs.ruleset : &res->view.now.ruleset;
+                const struct findings *f = cur->taken ? &cur->found : &res->view.findings;
+                _cleanup_(hook_plan_done) struct hook_plan plan = {};
+                if (f->n_hooks == 0)
+                        return 0;
+                if ((r = devhooks_plan(rs, f->hooks, f->n_hooks, &f->kernel, opt->hold_table, opt->hold_userdata,
+                                       &plan)) < 0)
+                        return stop(res, STOP_ERROR, r, "Failed to plan: %m");
+                if (!pretend && plan.n_todo > 0) {
+                        r = devhooks_commit(&plan);
+                        if (r == -ERESTART && attempt + 1 < REBIND_ATTEMPTS) {
+                                if ((r = reading_take(res, cur)) < 0)
+                                        return r;
+                                continue;
+                        }
+                        if (r < 0)
+                                return stop(res, STOP_ERROR, r, "Failed to hook the device-bound chains again: %m");
+                }
+                _cleanup_(reading_done) struct reading after = {};
+                if (!pretend && plan.n_todo > 0) {
+                        res->acted = true;
+                        if ((r = reading_take(res, &after)) < 0)
+                                return r;
+                        devhooks_verify(&plan, &after.obs.ruleset);
+                }
+                json_decref(res->hooks);
+                res->hooks = json_array();
+                bool complete = res->hooks;
+                for (size_t i = 0; complete && i < plan.n_fixes; i++)
+                        complete = json_array_append_new(res->hooks, hook_fix_json(&plan.fixes[i])) >= 0;
+                if (!complete)
+                        return stop(res, STOP_ERROR, ENOMEM, "Out of memory.");
+                if (after.taken) {
+                        reading_done(cur);
+                        *cur = after;
+                        after = (struct reading){};
+                }
+                return 0;
+        }
+}
+
+static bool hooks_failed(const struct pipeline_result *res) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(res->hooks, i, v) if (streq_ptr(json_string_value(json_object_get(v, "result")), "failed")) return true;
+        return false;
+}
+
 static bool rebind_any(const struct reconcile_result *res, enum rebind_state state) {
         for (size_t i = 0; i < res->n_actions; i++)
                 if (res->actions[i].rebind == state)
@@ -611,7 +669,7 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
         const struct findings *found = &res->view.findings;
         struct record_input in = {.time = now, .found = found};
 
-        if (found->n_stale == 0)
+        if (findings_stale(found) == 0)
                 return 0;
 
         /* Units are for reloading and for naming packages; without them the references are rebound in place. */
@@ -625,7 +683,7 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
         } else if (act_system_stopping(bus) > 0) {
                 stop(res, STOP_SHUTTING_DOWN, ESHUTDOWN,
                      "%zu stale interface references, but the system is shutting down: nothing reloaded.",
-                     found->n_stale);
+                     findings_stale(found));
                 if (!opt->dry_run) {
                         in.outcome = OUTCOME_STALE;
                         record_run(opt, res, &in, &start);
@@ -640,7 +698,7 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
                         return r;
                 found = &res->view.findings;
                 in.found = found;
-                if (found->n_stale == 0)
+                if (findings_stale(found) == 0)
                         return 0;
         }
 
@@ -666,6 +724,8 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
         if (res->acted && (r = reading_take(res, &cur)) < 0)
                 return 0;
         r = repair_in_place(opt, res, &cur);
+        if (r >= 0)
+                r = repair_hooks(opt, res, &cur);
         if (opt->dry_run)
                 return 0;
 
@@ -679,6 +739,7 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
                         return stop(res, STOP_ERROR, ENOMEM, "Out of memory.");
         }
         in.not_repaired = json_array_size(res->not_repaired) ? res->not_repaired : NULL;
+        in.hooks = json_array_size(res->hooks) ? res->hooks : NULL;
         if (r >= 0 && !res->acted && opt->record_only_repairs && !json_array_size(res->held) &&
             !findings_any_recreated(found))
                 return 0;
@@ -712,9 +773,9 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
                 note(res, LOG_WARNING, r, "Failed to write %s/%s: %m", opt->run_dir, SNAPSHOT_FILE);
 
         in.left = &res->left;
-        in.outcome = rebind_any(&res->res, REBIND_FAILED)                                  ? OUTCOME_FAILED
+        in.outcome = rebind_any(&res->res, REBIND_FAILED) || hooks_failed(res)             ? OUTCOME_FAILED
                      : json_array_size(res->lost)                                          ? OUTCOME_DEGRADED
-                     : res->left.n_stale                                                   ? OUTCOME_STALE
+                     : findings_stale(&res->left)                                          ? OUTCOME_STALE
                                                                                            : OUTCOME_FIXED;
         record_run(opt, res, &in, &start);
         return 0;

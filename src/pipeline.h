@@ -83,6 +83,8 @@ struct pipeline_result {
         json_t *lost;                  /* tables/chains a reload took with it; or NULL */
         json_t *record;                /* what was recorded (history, journal, summary); NULL if nothing */
         json_t *held;                  /* stale references of held tables, each with "why"; or NULL */
+        json_t *hooks;                 /* device-bound hooks that lost a device: what was done (hook_fix_json);
+                                        * or NULL */
         json_t *waited;                /* {"interfaces": [...], "seconds": s, "came_back": bool}: the wait for
                                         * interfaces whose daemon was (re)starting; NULL when none */
         enum record_outcome outcome;   /* meaningful when record != NULL */

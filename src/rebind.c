@@ -305,13 +305,25 @@ static int canon_set(struct buf *out, const struct canon_ctx *c, size_t set_inde
         return r;
 }
 
+/* A rule message's expressions, user data and compat attributes; c NULL: anonymous sets by name. */
+static int canon_rule_msg(const struct nlmsghdr *nlh, const struct canon_ctx *c, struct buf *out) {
+        int r;
+        for_each_attr(a, msg_attrs(nlh), msg_end(nlh)) {
+                uint16_t type = mnl_attr_get_type(a);
+                if (type == NFTA_RULE_EXPRESSIONS) {
+                        for_each_attr(e, mnl_attr_get_payload(a), nest_end(a)) if ((r = canon_expr(out, c, e)) < 0) return r;
+                } else if ((type == NFTA_RULE_USERDATA || type == NFTA_RULE_COMPAT) && (r = canon_attr(out, a, false)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
 /* A rule as it is, or as it would be with patches applied: its expressions (state blanked, anonymous sets by
  * contents), its user data (comments) and compat attributes. Table, chain and handle are not part of it. */
 static int canon_rule(const struct ruleset *rs, size_t rule, const struct patch *patches, size_t n_patches,
                       struct buf *out) {
         const struct rule_msg *m = &rs->rules[rule];
         _cleanup_free_ uint8_t *copy = malloc(m->msg.size);
-        int r;
 
         if (!copy)
                 return -ENOMEM;
@@ -329,14 +341,35 @@ static int canon_rule(const struct ruleset *rs, size_t rule, const struct patch 
 
         struct canon_ctx c = {.rs = rs, .family = m->family, .table = m->table, .patches = patches,
                               .n_patches = n_patches};
-        for_each_attr(a, msg_attrs(nlh), msg_end(nlh)) {
-                uint16_t type = mnl_attr_get_type(a);
-                if (type == NFTA_RULE_EXPRESSIONS) {
-                        for_each_attr(e, mnl_attr_get_payload(a), nest_end(a)) if ((r = canon_expr(out, &c, e)) < 0) return r;
-                } else if ((type == NFTA_RULE_USERDATA || type == NFTA_RULE_COMPAT) && (r = canon_attr(out, a, false)) < 0)
-                        return r;
+        return canon_rule_msg(nlh, &c, out);
+}
+
+bool rule_msgs_same(const struct nl_blob *a, const struct nl_blob *b) {
+        _cleanup_(buf_done) struct buf x = {}, y = {};
+        return canon_rule_msg((const struct nlmsghdr *) a->data, NULL, &x) >= 0 &&
+               canon_rule_msg((const struct nlmsghdr *) b->data, NULL, &y) >= 0 && x.len == y.len &&
+               (x.len == 0 || memcmp(x.data, y.data, x.len) == 0);
+}
+
+bool rule_msg_uses_anonymous_set(const struct nl_blob *msg) {
+        const struct nlmsghdr *nlh = (const struct nlmsghdr *) msg->data;
+        const struct nlattr *list = msg_get(nlh, NFTA_RULE_EXPRESSIONS);
+        if (!list)
+                return false;
+        for_each_attr(e, mnl_attr_get_payload(list), nest_end(list)) {
+                const struct nlattr *name = nest_get(e, NFTA_EXPR_NAME), *data = nest_get(e, NFTA_EXPR_DATA);
+                const struct nlattr *set = NULL;
+                if (!name || !data)
+                        continue;
+                if (streq(mnl_attr_get_str(name), "lookup"))
+                        set = nest_get(data, NFTA_LOOKUP_SET);
+                else if (streq(mnl_attr_get_str(name), "objref"))
+                        set = nest_get(data, NFTA_OBJREF_SET_NAME);
+                /* nft names the sets it makes for one rule "__set%d", "__map%d" */
+                if (set && strncmp(mnl_attr_get_str(set), "__", 2) == 0)
+                        return true;
         }
-        return 0;
+        return false;
 }
 
 /* ---- the plan ---- */

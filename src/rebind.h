@@ -66,3 +66,9 @@ int rebind_commit(const struct ruleset *rs, const struct rebind_plan *plan, char
  * anonymous sets were fetched (nothing proven either way). */
 int rebind_verify(const struct ruleset *before, const struct rebind_plan *plan, struct ruleset *after,
                   char **ret_difference);
+
+/* Whether two NEWRULE messages are the same rule: expressions (state such as counters blanked), user data;
+ * anonymous sets by name. Table, chain and handle aside. */
+bool rule_msgs_same(const struct nl_blob *a, const struct nl_blob *b);
+/* Whether a rule looks up a set nft made for it alone (an anonymous set goes with its rule). */
+bool rule_msg_uses_anonymous_set(const struct nl_blob *msg);

@@ -141,6 +141,8 @@ json_t *record_build(const struct record_input *in) {
                          in->finished);
         if (record && in->cause && json_object_set(record, "cause", in->cause) < 0)
                 return json_decref(record), NULL;
+        if (record && in->hooks && json_object_set(record, "hooks", in->hooks) < 0)
+                return json_decref(record), NULL;
         return record;
 }
 

@@ -35,6 +35,7 @@ struct record_input {
         json_t *not_repaired;                /* stale references left as they were, with why; may be NULL */
         json_t *waited;                      /* the wait for interfaces mid-restart; may be NULL */
         json_t *cause;                       /* what made the caller run (the watcher's event); may be NULL */
+        json_t *hooks;                       /* device-bound hooks: what was done to each; may be NULL */
         double seconds;                      /* from the start of the run to the verdict */
         double repair_seconds;               /* from the end of the diagnosis to the verified reading; 0: none */
         double finished;                     /* when the verdict was reached: seconds since the epoch, to the µs */

@@ -12,7 +12,7 @@ n=0 failed=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
 not_ok() { n=$((n + 1)); failed=$((failed + 1)); echo "not ok $n - $*"; }
 [ "$(id -u)" -eq 0 ] || { echo "Bail out! the kernel tier needs root"; exit 1; }
-for f in reconcile-after-upgrade tests/tun-holder tests/nl-rebind-race tests/pipeline-loop tests/nl-capture \
+for f in reconcile-after-upgrade tests/tun-holder tests/tun-inject tests/nl-rebind-race tests/pipeline-loop tests/nl-capture \
 	tests/hung-bus tests/fault-after-commit.so; do
 	[ -e "$top_builddir/$f" ] || { echo "Bail out! no $top_builddir/$f (make check builds it)"; exit 1; }
 done
@@ -26,7 +26,7 @@ trap 'rm -rf "$work"' EXIT
 # the files the tests need, laid out as in the tree (build/ being top_builddir)
 mkdir -p "$work/tree/build/tests" "$work/tree/tests"
 cp "$top_builddir/reconcile-after-upgrade" "$work/tree/build/"
-for f in tun-holder nl-rebind-race pipeline-loop nl-capture hung-bus fault-after-commit.so; do
+for f in tun-holder tun-inject nl-rebind-race pipeline-loop nl-capture hung-bus fault-after-commit.so; do
 	cp "$top_builddir/tests/$f" "$work/tree/build/tests/"
 done
 cp -r "$top_srcdir/tests/ns" "$top_srcdir/tests/faults" "$top_srcdir/tests/fixtures" "$top_srcdir/tests/schema" \
