@@ -46,19 +46,29 @@ static int write_all(int fd, const void *data, size_t size) {
         return 0;
 }
 
-/* Removes what an interrupted replace of name left (".NAME.*.tmp": killed between its write and its rename, by
- * the hook's time budget say). Runs hold the lock, so none of them is being written. */
+/* Removes what an interrupted replace of name (NULL: of any file) left (".NAME.*.tmp": killed between the link
+ * of its temporary and the rename, by the hook's time budget say). Runs hold the lock, so none of them is being
+ * written. */
 static void remove_leftovers(int dfd, const char *name) {
         _cleanup_close_ int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         _cleanup_(closedirp) DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-        size_t n = strlen(name);
+        size_t n = name ? strlen(name) : 0;
         if (!d)
                 return;
         fd = -1; /* the DIR owns it now */
         for (struct dirent *de; (de = readdir(d));)
-                if (de->d_name[0] == '.' && strncmp(de->d_name + 1, name, n) == 0 && de->d_name[n + 1] == '.' &&
-                    strlen(de->d_name) > n + 5 && streq(de->d_name + strlen(de->d_name) - 4, ".tmp"))
+                if (de->d_name[0] == '.' && (!name || (strncmp(de->d_name + 1, name, n) == 0 && de->d_name[n + 1] == '.')) &&
+                    strlen(de->d_name) > n + 5 && streq(de->d_name + strlen(de->d_name) - 4, ".tmp") &&
+                    de->d_type != DT_DIR)
                         (void) unlinkat(dirfd(d), de->d_name, 0);
+}
+
+int dir_remove_leftovers(const char *dir) {
+        _cleanup_close_ int dfd = dir_open(dir);
+        if (dfd < 0)
+                return dfd;
+        remove_leftovers(dfd, NULL);
+        return 0;
 }
 
 static int replace(const char *dir, const char *name, const void *data, size_t size, bool sync) {

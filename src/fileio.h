@@ -10,6 +10,9 @@
 /* Creates dir (one level) with mode 0700 if missing; refuses a symlink or a non-directory. */
 int dir_ensure(const char *path);
 
+/* Removes the temporaries of replaces that were killed before their rename (under the lock). */
+int dir_remove_leftovers(const char *dir);
+
 /* Writes data to dir/name through a temporary file: write, fsync, rename, fsync(dir). Mode 0600. */
 int file_replace(const char *dir, const char *name, const void *data, size_t size);
 /* The same, whole or not at all, but not synced: for what may go back one step after a crash (the counters

@@ -71,7 +71,7 @@ int metrics_state_add(json_t *state, const struct metrics_run *run) {
         /* A run that could not read the ruleset leaves what the last one saw. */
         if (!run->ruleset)
                 return 0;
-        if (run->stale->n_stale == 0 && json_object_set_new(state, "last_fresh", json_real(run->time)) < 0)
+        if (findings_stale(run->stale) == 0 && json_object_set_new(state, "last_fresh", json_real(run->time)) < 0)
                 return -ENOMEM;
         json_t *tables = json_object();
         if (!tables || json_object_set_new(state, "tables", tables) < 0 ||
@@ -88,6 +88,14 @@ int metrics_state_add(json_t *state, const struct metrics_run *run) {
         for (size_t k = 0; k < run->stale->n_stale; k++) {
                 const struct iface_ref *ref = run->stale->stale[k].ref;
                 table_key(nfproto_to_string(ref->family), ref->table, key, sizeof(key));
+                json_int_t n = json_integer_value(json_object_get(tables, key));
+                if (json_object_set_new(tables, key, json_integer(n + 1)) < 0)
+                        return -ENOMEM;
+        }
+        /* a device-bound chain or flowtable that lost its device counts as one stale reference of its table */
+        for (size_t k = 0; k < run->stale->n_hooks; k++) {
+                const struct device_hook *h = run->stale->hooks[k].was;
+                table_key(nfproto_to_string(h->family), h->table, key, sizeof(key));
                 json_int_t n = json_integer_value(json_object_get(tables, key));
                 if (json_object_set_new(tables, key, json_integer(n + 1)) < 0)
                         return -ENOMEM;

@@ -144,6 +144,11 @@ static int run_begin(const struct pipeline_options *opt, struct pipeline_result 
                             LOCK_FILE, (double) timeout_ms / 1000);
         if (fd < 0)
                 return stop(res, STOP_ERROR, fd, "Failed to lock %s/%s: %m", opt->run_dir, LOCK_FILE);
+        /* what a run killed between a temporary's link and its rename left, whichever file it was */
+        if (!opt->read_only) {
+                (void) dir_remove_leftovers(opt->run_dir);
+                (void) dir_remove_leftovers(opt->state_dir);
+        }
         return fd;
 }
 
@@ -798,7 +803,7 @@ static void metrics_note(const struct pipeline_options *opt, enum pipeline_job j
                 m.outcome = "error";
         else {
                 m.outcome = res->record ? record_outcome_to_string(res->outcome)
-                            : first->n_stale == 0 ? "nothing-stale" : "stale";
+                            : findings_stale(first) == 0 ? "nothing-stale" : "stale";
                 m.ruleset = res->verified ? &res->again.ruleset : &res->view.now.ruleset;
                 m.stale = res->verified ? &res->left : first;
                 for (size_t i = 0; i < first->n_ifaces; i++)

@@ -274,7 +274,7 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
                 *h = (struct device_hook){.family = nfproto_from_string(family), .flowtable = !!flowtable,
                                           .hooknum = (uint32_t) hooknum, .priority = (int32_t) priority,
                                           .flags = (uint32_t) flags,
-                                          .policy = streq(policy, "drop") ? NF_DROP : NF_ACCEPT};
+                                          .policy = flowtable ? 0 : streq(policy, "drop") ? NF_DROP : NF_ACCEPT};
                 if (name_unescape_dup(table, &h->table) == -EINVAL ||
                     name_unescape_dup(chain ? chain : flowtable, &h->name) == -EINVAL ||
                     (type && name_unescape_dup(type, &h->type) == -EINVAL))

@@ -76,7 +76,7 @@ int status_gather(struct pipeline_options opt, bool with_watcher, struct status 
 int status_exit(const struct status *s) {
         if (s->check_error < 0)
                 return 2;
-        return s->check.view.findings.n_stale > 0 ? 1 : 0;
+        return findings_stale(&s->check.view.findings) > 0 ? 1 : 0;
 }
 
 static const char *last_string(const struct status *s, const char *key) {
@@ -117,11 +117,11 @@ void status_print(const struct status *s, FILE *out) {
         if (s->check_error < 0)
                 fprintf(out, "\u00d7 reconcile-after-upgrade: cannot read the ruleset: %s\n",
                         s->check.problem ? s->check.problem : strerror(-s->check_error));
-        else if (f->n_stale == 0)
+        else if (findings_stale(f) == 0)
                 fprintf(out, "\u25cf reconcile-after-upgrade: no stale interface references (%zu by index checked)\n",
                         f->n_refs);
         else {
-                fprintf(out, "\u25cf reconcile-after-upgrade: %zu STALE interface reference(s) now\n", f->n_stale);
+                fprintf(out, "\u25cf reconcile-after-upgrade: %zu STALE interface reference(s) now\n", findings_stale(f));
                 report_human(f, out);
         }
 
@@ -170,7 +170,7 @@ void status_print(const struct status *s, FILE *out) {
         }
         fprintf(out, "    More: reconcile-after-upgrade history; journalctl -u %s; reconcile-after-upgrade check --json\n",
                 WATCHER_UNIT);
-        if (f->n_stale > 0)
+        if (findings_stale(f) > 0)
                 fprintf(out, "    Repair now: reconcile-after-upgrade (--dry-run shows the plan first)\n");
 }
 
@@ -181,7 +181,7 @@ json_t *status_json(const struct status *s) {
                                                        "since", s->watcher_since)
                                            : json_null();
         return json_pack("{s:i, s:o, s:O?, s:o, s:s?, s:s?}", "stale_now",
-                         s->check_error < 0 ? -1 : (int) s->check.view.findings.n_stale, "check", check, "last_run",
+                         s->check_error < 0 ? -1 : (int) findings_stale(&s->check.view.findings), "check", check, "last_run",
                          s->last ? s->last : json_null(), "watcher", watcher, "last_trouble", last_trouble(s),
                          "problem", s->check_error < 0 ? s->check.problem : NULL);
 }
@@ -200,9 +200,13 @@ int status_nagios(const struct status *s, FILE *out) {
         for (size_t i = 0; i < f->n_ifaces; i++)
                 recreated += f->ifaces[i].change == IFACE_RECREATED && f->ifaces[i].n_stale > 0;
         const char *trouble = last_trouble(s);
-        code = f->n_stale > 0 ? 2 : trouble ? 1 : 0;
+        code = findings_stale(f) > 0 ? 2 : trouble ? 1 : 0;
         fprintf(out, "RECONCILE-AFTER-UPGRADE %s - ", label[code]);
-        if (f->n_stale > 0) {
+        if (f->n_stale == 0 && f->n_hooks > 0)
+                fprintf(out, "%zu device-bound hook(s) lost their device, first table %s %s %s %s", f->n_hooks,
+                        nfproto_to_string(f->hooks[0].was->family), NAME(f->hooks[0].was->table),
+                        f->hooks[0].was->flowtable ? "flowtable" : "chain", NAME(f->hooks[0].was->name));
+        else if (f->n_stale > 0) {
                 const struct iface_ref *first = f->stale[0].ref;
                 fprintf(out, "%zu stale interface reference(s), first in table %s %s", f->n_stale,
                         nfproto_to_string(first->family), NAME(first->table));
@@ -216,8 +220,8 @@ int status_nagios(const struct status *s, FILE *out) {
                 fprintf(out, "no stale interface references (%zu by index checked)", f->n_refs);
         /* 'label'=value[UOM];[warn];[crit];[min];[max]: critical above 0 stale references */
         double age = s->last ? difftime(time(NULL), (time_t) json_real_value(json_object_get(s->last, "finished"))) : -1;
-        fprintf(out, " | 'stale'=%zu;;0;0 'interfaces_recreated'=%zu;;;0 'references'=%zu;;;0", f->n_stale, recreated,
-                f->n_refs);
+        fprintf(out, " | 'stale'=%zu;;0;0 'interfaces_recreated'=%zu;;;0 'references'=%zu;;;0", findings_stale(f),
+                recreated, f->n_refs);
         if (age >= 0)
                 fprintf(out, " 'last_run_age'=%.0fs;;;0", age);
         fputc('\n', out);

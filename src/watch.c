@@ -199,6 +199,19 @@ static void watched_update(struct watcher *w, const struct observation *o, const
         }
         for (size_t k = 0; f && k < f->n_stale; k++)
                 watched_add(w, f->stale[k].ref->ifindex, f->stale[k].was);
+        /* the devices of device-bound chains and flowtables, where the kernel does not hook them again by itself;
+         * one they lost that is gone is watched under index 0: whatever index it comes back with */
+        if (!(o->kernel.known && o->kernel.reattaches)) {
+                for (size_t i = 0; i < o->ruleset.n_hooks; i++)
+                        for (size_t k = 0; k < o->ruleset.hooks[i].n_devices; k++) {
+                                const struct link *l = links_by_name(&o->links, o->ruleset.hooks[i].devices[k]);
+                                if (l)
+                                        watched_add(w, l->ifindex, l->name);
+                        }
+                for (size_t k = 0; f && k < f->n_hooks; k++)
+                        for (size_t d = f->hooks[k].n_back; d < f->hooks[k].n_missing; d++)
+                                watched_add(w, 0, f->hooks[k].missing[d]);
+        }
         w->genid = o->ruleset.genid;
         w->have_genid = true;
 
@@ -446,7 +459,7 @@ static void watcher_look(struct watcher *w, const char *why) {
 
         /* A ruleset someone changed, and nothing stale in it: the baseline the hooks and the next look compare
          * against. */
-        if (renew && res.view.findings.n_stale == 0 && !res.verified) {
+        if (renew && findings_stale(&res.view.findings) == 0 && !res.verified) {
                 _cleanup_(pipeline_result_done) struct pipeline_result snap = {};
                 o.cause = NULL;
                 r = pipeline_run(&o, JOB_SNAPSHOT, &snap);

@@ -9,6 +9,8 @@
 source "$(dirname "$0")/../lib.sh"
 in_netns "$@"
 INJECT=$top_builddir/tests/tun-inject
+# valid DEF < JSON: against the documented schema (tests/schema/output.schema.json)
+valid() { "$top_srcdir/tests/schema/validate" "$1" >/dev/null; }
 
 TUN_HOLDER=$INJECT holder_start ts0
 holder_start ts1
@@ -94,6 +96,7 @@ else
 	check "check says so: exit 1" test $rc -eq 1
 	check "check names each lost hook, exactly: $(lost)" test "$(lost)" = "$expect_lost"
 	check "in words: the chains that lost ts0" grep -q "device-bound hooks lost their device" "$WORK/check.out"
+	check "check --json is valid against the documented schema" valid check < <(rau check --json)
 	sed 's/^/# /' "$WORK/check.out"
 
 	rau >"$WORK/run.out" 2>&1
@@ -103,6 +106,7 @@ else
 	check "the record says what was done to each: $(jq -c '[.hooks[] | [.table, .action, .result]] | sort' "$STATE_DIR/last-run.json")" \
 		test "$(jq -c '[.hooks[] | [.table, .action, .result]] | sort' "$STATE_DIR/last-run.json")" = "$expect_actions"
 	check "the record's outcome: fixed" test "$(jq -r .outcome "$STATE_DIR/last-run.json")" = fixed
+	check "the record is valid against the documented schema" valid record <"$STATE_DIR/last-run.json"
 	rau check >/dev/null
 	check "a second check is clean (exit 0)" test $? -eq 0
 	packets1=$(p1_packets)
@@ -122,6 +126,10 @@ if [ $class != reattach ]; then
 	rau -q snapshot
 	holder_stop ts1
 	check "ts1 gone: reported as gone ($(lost))" grep -q '"rau_p2","hook","ts0","ts1",""' <<<"$(lost)"
+	rau --dry-run --json >"$WORK/dry.json"
+	check "a dry run says it would leave it: $(jq -c '[.hooks[] | select(.table == "rau_p2") | .action]' "$WORK/dry.json")" \
+		test "$(jq -c '[.hooks[] | select(.table == "rau_p2") | .action]' "$WORK/dry.json")" = '["leave"]'
+	check "the run's --json is valid against the documented schema" valid run <"$WORK/dry.json"
 	rau >"$WORK/run2.out" 2>&1
 	rc=$?
 	check "a run leaves it, saying why (exit 1)" \
