@@ -27,8 +27,12 @@ static bool table_exists(const struct ruleset *rs, uint8_t family, const char *t
 
 /* The kernel took the device out: it is gone, or it is another device of the same name now. A device with the
  * index the snapshot saw is the same device: whoever took it out of the chain meant it. */
-static bool device_went(const struct link_table *then, const struct link_table *links, const char *device) {
+static bool device_went(const struct device_hook *was, const struct link_table *then, const struct link_table *links,
+                        const char *device) {
         const struct link *old = links_by_name(then, device), *cur = links_by_name(links, device);
+        for (size_t i = 0; i < was->n_detached; i++)
+                if (streq(was->detached[i], device))
+                        return true;
         return !cur || (old && old->ifindex != cur->ifindex);
 }
 
@@ -60,6 +64,10 @@ int hooks_diagnose(const struct ruleset *now, const struct link_table *links, co
                 /* a chain deleted with its device; on a kernel that keeps such chains, someone else deleted it */
                 if (!cur && (was->flowtable || (kernel->known && kernel->chain_kept)))
                         continue;
+                /* another object of that name (another handle): someone made it so since, with the devices they
+                 * meant (or a run re-created it: what it put back is verified by the run) */
+                if (cur && was->handle && cur->handle != was->handle)
+                        continue;
                 struct hook_finding *h = &found[n];
                 *h = (struct hook_finding){.was = was, .now = cur};
                 h->missing = calloc(was->n_devices + 1, sizeof(char *));
@@ -71,7 +79,7 @@ int hooks_diagnose(const struct ruleset *now, const struct link_table *links, co
                                 const char *dev = was->devices[k];
                                 bool back = links_by_name(links, dev);
                                 if ((cur && device_hook_has(cur, dev)) || back != (pass == 0) ||
-                                    !device_went(&before->links, links, dev))
+                                    !device_went(was, &before->links, links, dev))
                                         continue;
                                 h->missing[h->n_missing++] = dev;
                                 h->n_back += back;

@@ -174,7 +174,18 @@ static int do_snapshot(const struct pipeline_options *opt, struct pipeline_resul
         if (o->ruleset.n_refs > 0 && (r = observe_owners(res, o)) < 0)
                 return r;
 
-        r = snapshot_write(opt->run_dir, now, &o->links, &o->ruleset, &o->owners, &o->units);
+        /* A device-bound hook the kernel took a device out of since the last snapshot, and no run put back yet:
+         * kept as that snapshot had it, or the next run would take its loss for the way things are. */
+        struct hook_finding *lost = NULL;
+        size_t n_lost = 0;
+        _cleanup_(snapshot_done) struct snapshot old = {};
+        if (snapshot_read(opt->run_dir, &old) >= 0 && old.n_hooks > 0) {
+                (void) hookprobe_get(opt->run_dir, !opt->read_only, &o->kernel);
+                if ((r = hooks_diagnose(&o->ruleset, &o->links, &old, &o->kernel, &lost, &n_lost)) < 0)
+                        return stop(res, STOP_ERROR, r, "Failed to compare against the snapshot: %m");
+        }
+        r = snapshot_write(opt->run_dir, now, &o->links, &o->ruleset, &o->owners, &o->units, lost, n_lost);
+        hook_findings_free(lost, n_lost);
         if (r < 0)
                 return stop(res, STOP_ERROR, r, "Failed to write %s/%s: %m", opt->run_dir, SNAPSHOT_FILE);
 
@@ -773,7 +784,7 @@ static int do_reconcile(const struct pipeline_options *opt, struct pipeline_resu
         /* What was just verified is the next run's "before": a dpkg -i later, with no Pre-Invoke snapshot of its
          * own, then compares against it, not against the state before this change. */
         r = snapshot_write(opt->run_dir, now, &res->again.links, &res->again.ruleset, &res->view.now.owners,
-                           &res->view.now.units);
+                           &res->view.now.units, res->left.hooks, res->left.n_hooks);
         if (r < 0)
                 note(res, LOG_WARNING, r, "Failed to write %s/%s: %m", opt->run_dir, SNAPSHOT_FILE);
 

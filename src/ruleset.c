@@ -1050,6 +1050,9 @@ void device_hook_done(struct device_hook *h) {
         for (size_t i = 0; i < h->n_rules; i++)
                 free(h->rules[i].data);
         free(h->rules);
+        for (size_t i = 0; i < h->n_detached; i++)
+                free(h->detached[i]);
+        free(h->detached);
         *h = (struct device_hook){};
 }
 

@@ -121,6 +121,8 @@ struct device_hook {
         uint64_t handle;  /* the chain's or the flowtable's, in this reading */
         struct nl_blob *rules; /* chains: the NEWRULE message of each rule, in order (what re-creates it) */
         size_t n_rules, allocated_rules;
+        char **detached;  /* snapshots only: devices the kernel took out while a snapshot kept the hook as it was */
+        size_t n_detached;
 };
 
 void device_hook_done(struct device_hook *h);

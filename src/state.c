@@ -73,8 +73,43 @@ static int hex_parse(const char *text, struct nl_blob *ret) {
         return 0;
 }
 
+static json_t *names_array(const char *const *names, size_t n) {
+        json_t *a = json_array();
+        for (size_t k = 0; a && k < n; k++)
+                if (json_array_append_new(a, json_name(names[k])) < 0)
+                        return json_decref(a), NULL;
+        return a;
+}
+
+/* One device-bound hook as the snapshot keeps it; detached: devices the kernel took out since (a carried one). */
+static json_t *hook_json(const struct device_hook *h, uint64_t handle, const char *const *detached, size_t n_detached) {
+        _cleanup_(json_decrefp) json_t *j = json_pack(
+                "{s:s, s:o, s:o, s:s, s:I, s:I, s:I, s:o}", "family", nfproto_to_string(h->family), "table",
+                json_name(h->table), h->flowtable ? "flowtable" : "chain", json_name(h->name), "hook",
+                device_hook_name(h), "hooknum", (json_int_t) h->hooknum, "priority", (json_int_t) h->priority, "flags",
+                (json_int_t) h->flags, "devices", names_array((const char *const *) h->devices, h->n_devices));
+        if (!j)
+                return NULL;
+        if ((handle && json_object_set_new(j, "handle", json_integer((json_int_t) handle)) < 0) ||
+            (n_detached && json_object_set_new(j, "detached", names_array(detached, n_detached)) < 0))
+                return NULL;
+        if (h->flowtable)
+                return TAKE_PTR(j);
+        json_t *msgs = json_array();
+        if (json_object_set_new(j, "policy", json_string(h->policy == NF_DROP ? "drop" : "accept")) < 0 ||
+            json_object_set_new(j, "type", json_name(h->type)) < 0 ||
+            json_object_set_new(j, "rules", json_integer((json_int_t) h->n_rules)) < 0 ||
+            json_object_set_new(j, "rule_messages", msgs) < 0)
+                return NULL;
+        for (size_t k = 0; k < h->n_rules; k++)
+                if (json_array_append_new(msgs, hex_json(&h->rules[k])) < 0)
+                        return NULL;
+        return TAKE_PTR(j);
+}
+
 int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *links, const struct ruleset *rs,
-                   const struct owner_table *owners, const struct unit_invocations *units) {
+                   const struct owner_table *owners, const struct unit_invocations *units,
+                   const struct hook_finding *lost, size_t n_lost) {
         _cleanup_(json_decrefp) json_t *root = json_object();
         json_t *jl = json_array(), *jr = json_array(), *jo = json_array(), *ju = json_array();
 
@@ -103,36 +138,25 @@ int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *l
         }
 
         /* Device-bound base chains and flowtables with their devices now: what a kernel before 6.16 drops for good
-         * when a device goes, to compare with (and to re-create from: the chain's hook, priority, policy, flags). */
+         * when a device goes, to compare with (and to re-create from: hook, priority, policy, flags, rules). One
+         * that lost a device is kept as it was until it is put back. */
         json_t *jh = json_array();
         if (!jh || json_object_set_new(root, "device_hooks", jh) < 0)
                 return -ENOMEM;
         for (size_t i = 0; i < rs->n_hooks; i++) {
                 const struct device_hook *h = &rs->hooks[i];
-                const struct nft_path *chain = h->flowtable ? NULL : ruleset_chain(rs, h->family, h->table, h->name);
-                json_t *devs = json_array();
-                for (size_t k = 0; devs && k < h->n_devices; k++)
-                        if (json_array_append_new(devs, json_name(h->devices[k])) < 0)
-                                devs = (json_decref(devs), NULL);
-                json_t *j = json_pack("{s:s, s:o, s:o, s:s, s:I, s:I, s:I, s:o}", "family", nfproto_to_string(h->family),
-                                      "table", json_name(h->table), h->flowtable ? "flowtable" : "chain",
-                                      json_name(h->name), "hook", device_hook_name(h),
-                                      "hooknum", (json_int_t) h->hooknum, "priority", (json_int_t) h->priority, "flags",
-                                      (json_int_t) h->flags, "devices", devs);
-                if (!j || (!h->flowtable && (json_object_set_new(j, "policy", json_string(h->policy == NF_DROP ? "drop" : "accept")) < 0 ||
-                                             json_object_set_new(j, "type", json_name(h->type)) < 0 ||
-                                             json_object_set_new(j, "rules", json_integer(chain ? (json_int_t) chain->n_handles : 0)) < 0)) ||
-                    json_array_append_new(jh, j) < 0)
-                        return json_decref(j), -ENOMEM;
-                if (h->flowtable)
-                        continue;
-                json_t *msgs = json_array();
-                if (!msgs || json_object_set_new(j, "rule_messages", msgs) < 0)
+                bool carried = false;
+                for (size_t k = 0; k < n_lost && !carried; k++)
+                        carried = lost[k].was->family == h->family && lost[k].was->flowtable == h->flowtable &&
+                                  streq(lost[k].was->table, h->table) && streq(lost[k].was->name, h->name);
+                if (!carried && json_array_append_new(jh, hook_json(h, h->handle, NULL, 0)) < 0)
                         return -ENOMEM;
-                for (size_t k = 0; k < h->n_rules; k++)
-                        if (json_array_append_new(msgs, hex_json(&h->rules[k])) < 0)
-                                return -ENOMEM;
         }
+        for (size_t k = 0; k < n_lost; k++)
+                /* the handle of what the kernel left of it (0: it deleted the chain) */
+                if (json_array_append_new(jh, hook_json(lost[k].was, lost[k].now ? lost[k].now->handle : 0,
+                                                        lost[k].missing, lost[k].n_missing)) < 0)
+                        return -ENOMEM;
 
         for (size_t i = 0; i < owners->n_owners; i++) {
                 const struct tun_owner *o = &owners->owners[i];
@@ -257,14 +281,17 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
         json_t *hooks = json_object_get(root, "device_hooks");
         json_array_foreach(hooks, i, v) {
                 const char *family, *table, *chain = NULL, *flowtable = NULL, *policy = "accept", *type = NULL;
-                json_int_t hooknum, priority, flags = 0;
-                json_t *devices, *msgs = NULL, *d;
+                json_int_t hooknum, priority, flags = 0, handle = 0;
+                json_t *devices, *msgs = NULL, *detached = NULL, *d;
                 size_t k;
-                if (json_unpack(v, "{s:s, s:s, s?s, s?s, s:I, s:I, s?I, s?s, s?s, s:o, s?o}", "family", &family,
-                                "table", &table, "chain", &chain, "flowtable", &flowtable, "hooknum", &hooknum,
-                                "priority", &priority, "flags", &flags, "policy", &policy, "type", &type, "devices",
-                                &devices, "rule_messages", &msgs) < 0 ||
+                if (json_unpack(v, "{s:s, s:s, s?s, s?s, s:I, s:I, s?I, s?s, s?s, s:o, s?o, s?o, s?I}", "family",
+                                &family, "table", &table, "chain", &chain, "flowtable", &flowtable, "hooknum",
+                                &hooknum, "priority", &priority, "flags", &flags, "policy", &policy, "type", &type,
+                                "devices", &devices, "rule_messages", &msgs, "detached", &detached, "handle",
+                                &handle) < 0 ||
+                    handle < 0 ||
                     !chain == !flowtable || !json_is_array(devices) || hooknum < 0 || hooknum > UINT32_MAX ||
+                    (detached && !json_is_array(detached)) ||
                     priority < INT32_MIN || priority > INT32_MAX || flags < 0 || flags > UINT32_MAX ||
                     (msgs && !json_is_array(msgs)))
                         return -EBADMSG;
@@ -273,7 +300,7 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
                 struct device_hook *h = &s.hooks[s.n_hooks++];
                 *h = (struct device_hook){.family = nfproto_from_string(family), .flowtable = !!flowtable,
                                           .hooknum = (uint32_t) hooknum, .priority = (int32_t) priority,
-                                          .flags = (uint32_t) flags,
+                                          .flags = (uint32_t) flags, .handle = (uint64_t) handle,
                                           .policy = flowtable ? 0 : streq(policy, "drop") ? NF_DROP : NF_ACCEPT};
                 if (name_unescape_dup(table, &h->table) == -EINVAL ||
                     name_unescape_dup(chain ? chain : flowtable, &h->name) == -EINVAL ||
@@ -289,6 +316,17 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
                         if (!(h->devices[h->n_devices] = strdup(dev)))
                                 return -ENOMEM;
                         h->n_devices++;
+                }
+                h->detached = calloc(json_array_size(detached) + 1, sizeof(char *));
+                if (!h->detached)
+                        return -ENOMEM;
+                json_array_foreach(detached, k, d) {
+                        char dev[IFNAMSIZ];
+                        if (!json_is_string(d) || name_unescape(json_string_value(d), dev, sizeof(dev)) < 0)
+                                return -EBADMSG;
+                        if (!(h->detached[h->n_detached] = strdup(dev)))
+                                return -ENOMEM;
+                        h->n_detached++;
                 }
                 json_array_foreach(msgs, k, d) {
                         if (GROW(h->rules, h->allocated_rules, h->n_rules + 1) < 0)

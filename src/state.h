@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "devhooks.h"
 #include "links.h"
 #include "owners.h"
 #include "ruleset.h"
@@ -41,8 +42,11 @@ struct snapshot {
  * snapshot has no such reference. */
 const char *snapshot_resolved(const struct snapshot *s, const struct iface_ref *ref);
 
+/* lost: device-bound hooks that lost a device since the last snapshot and are not put back yet; they are kept as
+ * that snapshot had them (with the devices the kernel took out), so that the loss is still seen by the next run. */
 int snapshot_write(const char *run_dir, uint64_t now, const struct link_table *links, const struct ruleset *rs,
-                   const struct owner_table *owners, const struct unit_invocations *units);
+                   const struct owner_table *owners, const struct unit_invocations *units,
+                   const struct hook_finding *lost, size_t n_lost);
 /* -ENOENT when no snapshot was taken. */
 int snapshot_read(const char *run_dir, struct snapshot *ret);
 void snapshot_done(struct snapshot *s);

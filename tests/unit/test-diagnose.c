@@ -297,7 +297,7 @@ static void test_device_hooks(void **state) {
         observe("device-hooks", &now);
         struct owner_table no_owners = {};
         struct unit_invocations no_units = {};
-        assert_int_equal(snapshot_write(dir, 1, &now.links, &now.ruleset, &no_owners, &no_units), 0);
+        assert_int_equal(snapshot_write(dir, 1, &now.links, &now.ruleset, &no_owners, &no_units, NULL, 0), 0);
         assert_int_equal(snapshot_read(dir, &before), 0);
         assert_int_equal(before.n_hooks, 4);
         for (size_t i = 0; i < before.n_hooks; i++) {
