@@ -106,22 +106,14 @@ const char *device_hook_name(const struct device_hook *h) {
         return h->hooknum == 1 ? "egress" : "ingress";
 }
 
-static json_t *names_json(const char *const *names, size_t n) {
-        json_t *a = json_array();
-        for (size_t i = 0; a && i < n; i++)
-                if (json_array_append_new(a, json_name(names[i])) < 0)
-                        return json_decref(a), NULL;
-        return a;
-}
-
 json_t *hook_finding_json(const struct hook_finding *h) {
         const struct device_hook *was = h->was;
         return json_pack("{s:s, s:o, s:o, s:s, s:s, s:o, s:o, s:o, s:o}", "family", nfproto_to_string(was->family),
                          "table", json_name(was->table), was->flowtable ? "flowtable" : "chain", json_name(was->name),
                          "key", was->flowtable ? "flowtable" : "hook", "hook", device_hook_name(was), "was",
-                         names_json((const char *const *) was->devices, was->n_devices), "now",
-                         h->now ? names_json((const char *const *) h->now->devices, h->now->n_devices) : json_null(),
-                         "missing", names_json(h->missing, h->n_missing), "back", names_json(h->missing, h->n_back));
+                         json_names((const char *const *) was->devices, was->n_devices), "now",
+                         h->now ? json_names((const char *const *) h->now->devices, h->now->n_devices) : json_null(),
+                         "missing", json_names(h->missing, h->n_missing), "back", json_names(h->missing, h->n_back));
 }
 
 /* ---- messages ---- */
@@ -404,7 +396,7 @@ json_t *hook_fix_json(const struct hook_fix *fix) {
                                              [HOOK_FAILED] = "failed"};
         if (!j || json_object_set_new(j, "action", json_string(hook_fix_kind_to_string(fix->kind))) < 0 ||
             json_object_set_new(j, "result", json_string(fix->kind == HOOK_FIX_LEAVE ? "left" : states[fix->state])) < 0 ||
-            json_object_set_new(j, "devices_after", names_json(fix->devices, fix->n_devices)) < 0 ||
+            json_object_set_new(j, "devices_after", json_names(fix->devices, fix->n_devices)) < 0 ||
             (fix->kind == HOOK_FIX_RECREATE || fix->kind == HOOK_FIX_REPLACE
                      ? json_object_set_new(j, "rules", json_integer((json_int_t) fix->n_rules)) < 0
                      : 0) ||

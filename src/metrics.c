@@ -47,6 +47,14 @@ static const char *table_key(const char *family, const char *table, char *buf, s
         return buf;
 }
 
+/* One more stale reference in that table. */
+static int table_count(json_t *tables, uint8_t family, const char *table) {
+        char key[2 * NAME_ESCAPED_MAX];
+        table_key(nfproto_to_string(family), table, key, sizeof(key));
+        json_int_t n = json_integer_value(json_object_get(tables, key));
+        return json_object_set_new(tables, key, json_integer(n + 1));
+}
+
 int metrics_state_add(json_t *state, const struct metrics_run *run) {
         if (count(state, "runs", run->via, run->outcome) < 0 ||
             json_object_set_new(state, "last_run", json_real(run->time)) < 0)
@@ -85,21 +93,13 @@ int metrics_state_add(json_t *state, const struct metrics_run *run) {
                 if (!json_object_get(tables, key) && json_object_set_new(tables, key, json_integer(0)) < 0)
                         return -ENOMEM;
         }
-        for (size_t k = 0; k < run->stale->n_stale; k++) {
-                const struct iface_ref *ref = run->stale->stale[k].ref;
-                table_key(nfproto_to_string(ref->family), ref->table, key, sizeof(key));
-                json_int_t n = json_integer_value(json_object_get(tables, key));
-                if (json_object_set_new(tables, key, json_integer(n + 1)) < 0)
+        for (size_t k = 0; k < run->stale->n_stale; k++)
+                if (table_count(tables, run->stale->stale[k].ref->family, run->stale->stale[k].ref->table) < 0)
                         return -ENOMEM;
-        }
         /* a device-bound chain or flowtable that lost its device counts as one stale reference of its table */
-        for (size_t k = 0; k < run->stale->n_hooks; k++) {
-                const struct device_hook *h = run->stale->hooks[k].was;
-                table_key(nfproto_to_string(h->family), h->table, key, sizeof(key));
-                json_int_t n = json_integer_value(json_object_get(tables, key));
-                if (json_object_set_new(tables, key, json_integer(n + 1)) < 0)
+        for (size_t k = 0; k < run->stale->n_hooks; k++)
+                if (table_count(tables, run->stale->hooks[k].was->family, run->stale->hooks[k].was->table) < 0)
                         return -ENOMEM;
-        }
         return 0;
 }
 

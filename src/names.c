@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-or-later */
 /* names.c: the escaped form of names, for JSON and for lines a person reads (see names.h). */
 #include <errno.h>
+#include <net/if.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,4 +146,31 @@ json_t *json_name(const char *s) {
                 return json_string(s);
         _cleanup_free_ char *escaped = name_escape(s);
         return escaped ? json_string(escaped) : NULL;
+}
+
+json_t *json_names(const char *const *names, size_t n) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < n; i++)
+                if (json_array_append_new(a, json_name(names[i])) < 0)
+                        return json_decref(a), NULL;
+        return a;
+}
+
+int json_names_parse(json_t *array, char ***ret, size_t *ret_n) {
+        char **names = calloc(json_array_size(array) + 1, sizeof(char *));
+        size_t n = 0, i;
+        json_t *v;
+        if (!names)
+                return -ENOMEM;
+        *ret = names;
+        *ret_n = 0;
+        json_array_foreach(array, i, v) {
+                char name[IFNAMSIZ];
+                if (!json_is_string(v) || name_unescape(json_string_value(v), name, sizeof(name)) < 0)
+                        return -EBADMSG;
+                if (!(names[n] = strdup(name)))
+                        return -ENOMEM;
+                *ret_n = ++n;
+        }
+        return 0;
 }

@@ -28,3 +28,8 @@ char *name_escape_into(const char *s, char *buf, size_t size);
 
 /* A JSON string holding the escaped name; JSON null for NULL. NULL on ENOMEM. */
 json_t *json_name(const char *s);
+/* A JSON array of them. NULL on ENOMEM. */
+json_t *json_names(const char *const *names, size_t n);
+/* Reads a JSON array of escaped interface names back: a NULL-terminated array (array NULL: an empty one).
+ * -EBADMSG when an entry is not a string or not a name. */
+int json_names_parse(json_t *array, char ***ret, size_t *ret_n);

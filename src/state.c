@@ -73,25 +73,17 @@ static int hex_parse(const char *text, struct nl_blob *ret) {
         return 0;
 }
 
-static json_t *names_array(const char *const *names, size_t n) {
-        json_t *a = json_array();
-        for (size_t k = 0; a && k < n; k++)
-                if (json_array_append_new(a, json_name(names[k])) < 0)
-                        return json_decref(a), NULL;
-        return a;
-}
-
 /* One device-bound hook as the snapshot keeps it; detached: devices the kernel took out since (a carried one). */
 static json_t *hook_json(const struct device_hook *h, uint64_t handle, const char *const *detached, size_t n_detached) {
         _cleanup_(json_decrefp) json_t *j = json_pack(
                 "{s:s, s:o, s:o, s:s, s:I, s:I, s:I, s:o}", "family", nfproto_to_string(h->family), "table",
                 json_name(h->table), h->flowtable ? "flowtable" : "chain", json_name(h->name), "hook",
                 device_hook_name(h), "hooknum", (json_int_t) h->hooknum, "priority", (json_int_t) h->priority, "flags",
-                (json_int_t) h->flags, "devices", names_array((const char *const *) h->devices, h->n_devices));
+                (json_int_t) h->flags, "devices", json_names((const char *const *) h->devices, h->n_devices));
         if (!j)
                 return NULL;
         if ((handle && json_object_set_new(j, "handle", json_integer((json_int_t) handle)) < 0) ||
-            (n_detached && json_object_set_new(j, "detached", names_array(detached, n_detached)) < 0))
+            (n_detached && json_object_set_new(j, "detached", json_names(detached, n_detached)) < 0))
                 return NULL;
         if (h->flowtable)
                 return TAKE_PTR(j);
@@ -306,32 +298,15 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
                     name_unescape_dup(chain ? chain : flowtable, &h->name) == -EINVAL ||
                     (type && name_unescape_dup(type, &h->type) == -EINVAL))
                         return -EBADMSG;
-                h->devices = calloc(json_array_size(devices) + 1, sizeof(char *));
-                if (!h->table || !h->name || (type && !h->type) || !h->devices)
+                if (!h->table || !h->name || (type && !h->type))
                         return -ENOMEM;
-                json_array_foreach(devices, k, d) {
-                        char dev[IFNAMSIZ];
-                        if (!json_is_string(d) || name_unescape(json_string_value(d), dev, sizeof(dev)) < 0)
-                                return -EBADMSG;
-                        if (!(h->devices[h->n_devices] = strdup(dev)))
-                                return -ENOMEM;
-                        h->n_devices++;
-                }
-                h->detached = calloc(json_array_size(detached) + 1, sizeof(char *));
-                if (!h->detached)
-                        return -ENOMEM;
-                json_array_foreach(detached, k, d) {
-                        char dev[IFNAMSIZ];
-                        if (!json_is_string(d) || name_unescape(json_string_value(d), dev, sizeof(dev)) < 0)
-                                return -EBADMSG;
-                        if (!(h->detached[h->n_detached] = strdup(dev)))
-                                return -ENOMEM;
-                        h->n_detached++;
-                }
+                int r = json_names_parse(devices, &h->devices, &h->n_devices);
+                if (r < 0 || (r = json_names_parse(detached, &h->detached, &h->n_detached)) < 0)
+                        return r;
                 json_array_foreach(msgs, k, d) {
                         if (GROW(h->rules, h->allocated_rules, h->n_rules + 1) < 0)
                                 return -ENOMEM;
-                        int r = json_is_string(d) ? hex_parse(json_string_value(d), &h->rules[h->n_rules]) : -EBADMSG;
+                        r = json_is_string(d) ? hex_parse(json_string_value(d), &h->rules[h->n_rules]) : -EBADMSG;
                         if (r < 0)
                                 return r;
                         h->n_rules++;
