@@ -88,10 +88,17 @@ scenario() {
 		ct_exec journalctl -q -u reconcile-after-upgrade.service -o cat | tail -n 5 | sed 's/^/# /'
 	fi
 	# the event: tailscale0 back under a new index, or the daemon's start job done (JobRemoved) first
-	ct_check "$what: one record, via watch, fixed, by one reload of nftables-local.service" \
-		test "$(records) $(last '[.via, .outcome, (.cause.event | IN("link", "unit"))]') $(reloads)" = \
-		"$((n_records + 1)) [\"watch\",\"fixed\",true] $((n_reloads + 1))"
-	if [ -n "$late" ]; then
+	local got want="$((n_records + 1)) [\"watch\",\"fixed\",true] $((n_reloads + 1))"
+	got="$(records) $(last '[.via, .outcome, (.cause.event | IN("link", "unit"))]') $(reloads)"
+	ct_check "$what: one record, via watch, fixed, by one reload of nftables-local.service" test "$got" = "$want"
+	[ "$got" = "$want" ] || ct_diag "records, [via, outcome, cause], reloads: $got (wanted $want)" \
+		"$(ct_exec sh -c 'tail -n 3 /var/lib/reconcile-after-upgrade/history.jsonl' | jq -c '{via, outcome, cause, actions: [.actions[] | {table, repair, state}]}')" \
+		"$(ct_exec journalctl -q -u reconcile-after-upgrade.service -o cat | tail -n 8)"
+	if [ -n "$late" ] && [ "$(last .cause.event)" = '"link"' ]; then
+		# the bus delivered the start job's JobRemoved after tailscale0 came back (make -j2 runs two containers):
+		# the look began with tailscale0's return, and the record's window measures from it
+		ct_check "$what: repaired $(window) s after tailscale0 came back (within a second; JobRemoved came later)" within_a_second
+	elif [ -n "$late" ]; then
 		ct_check "$what: repaired $(after_return) s after tailscale0 came back (within a second)" within_a_second_of_return
 	else
 		ct_check "$what: repaired within a second of the event" within_a_second
@@ -104,11 +111,12 @@ scenario "restart propagated through PartOf=vpn.target" ct_exec systemctl restar
 # (at 400 ms a CI run once saw tailscale0 before the look began, and nothing was left to wait for).
 daemon_unit 1000
 scenario "a daemon that creates tailscale0 a second after its start" late ct_exec systemctl restart tailscaled.service
-# JobRemoved of the start job comes first: the look waits for tailscale0 on rtnetlink (Interface-Wait)
+# Mostly JobRemoved of the start job comes first: the look waits for tailscale0 on rtnetlink (Interface-Wait). On a
+# loaded machine the bus may deliver it after tailscale0 is back: then the look began with the link, nothing to wait.
 got=$(last '[.cause.event, .cause.units, .waited.interfaces, .waited.came_back]')
-ct_check "the record says the daemon's job finished, and that it waited for tailscale0 to come back" \
-	test "$got" = '["unit",["tailscaled.service"],["tailscale0"],true]'
-[ "$got" = '["unit",["tailscaled.service"],["tailscale0"],true]' ] || ct_diag "the record: $(last '{cause, waited, seconds}')"
+ct_check "the record says what made it look: the daemon's job finished and it waited for tailscale0, or tailscale0's return ($got)" \
+	test "$got" = '["unit",["tailscaled.service"],["tailscale0"],true]' -o "$got" = '["link",null,null,null]'
+case $got in '["unit",'*|'["link",null,null,null]') ;; *) ct_diag "the record: $(last '{cause, waited, seconds}')" ;; esac
 daemon_unit 0
 ct_exec systemctl restart tailscaled.service
 fresh_within 5 >/dev/null
