@@ -20,14 +20,7 @@ ct_boot rau-faults || ct_bail "container did not boot"
 # installed where the apt hooks look for it, with the hooks themselves
 ct_copy_in "$top_builddir/reconcile-after-upgrade" /usr/sbin/reconcile-after-upgrade
 ct_copy_in "$here/../../hooks/99reconcile-after-upgrade" /etc/apt/apt.conf.d/99reconcile-after-upgrade
-ct_copy_in "$top_builddir/tests/tun-holder" /usr/local/bin/tun-holder
-ct_exec sh -c 'cat >/etc/systemd/system/tailscaled.service' <<'UNIT'
-[Unit]
-Description=stand-in for tailscaled: re-creates tailscale0 at every start
-StartLimitIntervalSec=0
-[Service]
-ExecStart=/usr/local/bin/tun-holder tailscale0
-UNIT
+install_standin_tailscaled || ct_bail "could not install the stand-in tailscaled"
 install_postmortem_units || ct_bail "could not install the post-mortem's units"
 # a reload that takes a moment, so that kills land before, during and after it
 ct_exec sed -i 's|^set -e$|set -e\nsleep 0.2|' /etc/nftables-local.sh
@@ -143,7 +136,7 @@ ct_exec reconcile-after-upgrade -q >/dev/null
 # --- two hooks and a manual run at once: one reload, every exit as it should be, one record
 ct_exec systemctl restart tailscaled.service
 for _ in $(seq 100); do ct_exec ip link show tailscale0 >/dev/null 2>&1 && break; sleep 0.05; done
-r0=$(ct_exec journalctl -q -u nftables-local.service -o cat | grep -c "Finished nftables-local.service")
+r0=$(nftables_local_reloads)
 n0=$(records)
 out=$(ct_exec sh -c '
 	reconcile-after-upgrade --hook=apt >/var/tmp/h1 2>&1 & a=$!
@@ -151,7 +144,7 @@ out=$(ct_exec sh -c '
 	reconcile-after-upgrade >/var/tmp/m 2>&1 & c=$!
 	wait $a; ra=$?; wait $b; rb=$?; wait $c; rc=$?
 	echo "$ra $rb $rc"')
-r1=$(ct_exec journalctl -q -u nftables-local.service -o cat | grep -c "Finished nftables-local.service")
+r1=$(nftables_local_reloads)
 n1=$(records)
 set -- $(ct_exec /var/tmp/invariants)
 ct_diag "two hooks and a manual run: exits $out; reloads $((r1 - r0)); records $((n1 - n0))" "$(ct_exec sh -c 'tail -n 3 /var/tmp/h1 /var/tmp/h2 /var/tmp/m')"

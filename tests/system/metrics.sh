@@ -19,16 +19,7 @@ DEB=$("$top_srcdir/tests/system/build-deb" "$top_builddir/deb" | tail -n1) || ct
 ct_rootfs_ensure || ct_bail "no rootfs"
 ct_boot rau-metrics || ct_bail "container did not boot"
 
-ct_copy_in "$top_builddir/tests/tun-holder" /usr/local/bin/tun-holder
-ct_exec sh -c 'cat >/etc/systemd/system/tailscaled.service' <<'UNIT'
-[Unit]
-Description=stand-in for tailscaled: re-creates tailscale0 at every start
-StartLimitIntervalSec=0
-[Service]
-ExecStart=/usr/local/bin/tun-holder tailscale0
-[Install]
-WantedBy=multi-user.target
-UNIT
+install_standin_tailscaled || ct_bail "could not install the stand-in tailscaled"
 install_postmortem_units || ct_bail "could not install the post-mortem's units"
 ct_exec systemctl enable --now tailscaled.service >/dev/null 2>&1
 start_firewall_beside_foreign

@@ -2,6 +2,7 @@
 # Sourced (bash), after container.sh and ct_boot:
 #
 #   . tests/system/postmortem-units.sh
+#   install_standin_tailscaled   # tailscaled.service: tun-holder re-creates tailscale0 at every start
 #   install_postmortem_units     # writes the unit and its script inside the container, then daemon-reload
 #   ct_exec systemctl enable --now nftables-local.service   # once tailscale0 exists: nft refuses iif "x" before
 #   start_firewall_beside_foreign   # or: that, once tailscale0 exists, and another program's table beside it
@@ -62,4 +63,31 @@ table ip foreign {
 NFT
 	FOREIGN=$(ct_exec nft list table ip foreign)
 }
+# install_standin_tailscaled [DELAY_MS [UNIT_LINES [SERVICE_LINES]]]: tailscaled.service, a stand-in that re-creates
+# tailscale0 (a TUN device, so at a new index) at every start, DELAY_MS after it; the lines go into [Unit] and
+# [Service] as they are (Restart=, PartOf=). Copies $top_builddir/tests/tun-holder in; daemon-reload.
+install_standin_tailscaled() {
+	ct_copy_in "$top_builddir/tests/tun-holder" /usr/local/bin/tun-holder || return 1
+	ct_exec sh -c 'cat >/etc/systemd/system/tailscaled.service' <<UNIT || return 1
+[Unit]
+Description=stand-in for tailscaled: re-creates tailscale0 at every start, ${1:-0} ms after it
+# tests restart it more than 5 times in 10 s
+StartLimitIntervalSec=0
+${2:-}
+[Service]
+ExecStart=/usr/local/bin/tun-holder -d ${1:-0} tailscale0
+${3:-}
+[Install]
+WantedBy=multi-user.target
+UNIT
+	ct_exec systemctl daemon-reload
+}
+
+# nftables_local_reloads: how many times nftables-local.service ran to completion this boot. journald takes the
+# message from systemd asynchronously; --sync makes what systemd logged before the call visible to the count.
+nftables_local_reloads() {
+	ct_exec journalctl --sync
+	ct_exec journalctl -q -u nftables-local.service -o cat | grep -c "Finished nftables-local.service"
+}
+
 foreign_intact() { test "$(ct_exec nft list table ip foreign 2>&1)" = "$FOREIGN"; }

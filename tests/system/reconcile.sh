@@ -18,19 +18,8 @@ ct_rootfs_ensure || ct_bail "no rootfs"
 ct_boot rau-reconcile || ct_bail "container did not boot"
 
 ct_copy_in "$top_builddir/reconcile-after-upgrade" /usr/local/sbin/reconcile-after-upgrade
-ct_copy_in "$top_builddir/tests/tun-holder" /usr/local/bin/tun-holder
-ct_exec sh -c 'cat >/etc/systemd/system/tailscaled.service' <<'UNIT'
-[Unit]
-Description=stand-in for tailscaled: re-creates tailscale0 at every start
-# restarted more than 5 times in 10 s by the tests
-StartLimitIntervalSec=0
-[Service]
-ExecStart=/usr/local/bin/tun-holder tailscale0
-[Install]
-WantedBy=multi-user.target
-UNIT
+install_standin_tailscaled || ct_bail "could not install the stand-in tailscaled"
 install_postmortem_units || ct_bail "could not install the post-mortem's units"
-ct_exec systemctl daemon-reload
 ct_exec systemctl enable --now tailscaled.service >/dev/null 2>&1
 for _ in $(seq 100); do ct_exec ip link show tailscale0 >/dev/null 2>&1 && break; sleep 0.05; done
 ct_exec systemctl enable --now nftables-local.service >/dev/null 2>&1
@@ -53,7 +42,7 @@ restart_daemon() {
 }
 stale_refs() { ct_exec reconcile-after-upgrade check --json | jq '.stale | length'; }
 stale_rules() { ct_exec nft list chain inet filter forward | grep -cE 'iif [0-9]+|oif [0-9]+'; }
-reloads() { ct_exec journalctl -q -u nftables-local.service -o cat | grep -c "Finished nftables-local.service"; }
+reloads() { nftables_local_reloads; }
 foreign_intact() { test "$(ct_exec nft list table ip foreign 2>&1 | sed 's/packets [0-9]* bytes [0-9]*//')" = \
 	"$(sed 's/packets [0-9]* bytes [0-9]*//' <<<"$foreign")"; }
 summary() { ct_exec cat /var/lib/reconcile-after-upgrade/last-run.json; }

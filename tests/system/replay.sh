@@ -204,7 +204,7 @@ unit_time() {
 	date -u -d "${t% UTC}" +%s.%N 2>/dev/null
 }
 fresh() { test "$(grep -cE '(iif|oif) "tailscale0"' <<<"$1")" -eq 2 && ! grep -qE '(iif|oif) [0-9]+ ' <<<"$1"; }
-reloads() { ct_exec journalctl -q -u nftables-local.service -o cat | grep -c 'Finished nftables-local.service'; }
+reloads() { nftables_local_reloads; }
 
 replay_product() {
 	local out rc rec n0 r0 line t_stale t_fresh

@@ -15,17 +15,7 @@ ct_rootfs_ensure || ct_bail "no rootfs"
 ct_boot rau-wait || ct_bail "container did not boot"
 
 ct_copy_in "$top_builddir/reconcile-after-upgrade" /usr/local/sbin/reconcile-after-upgrade
-ct_copy_in "$top_builddir/tests/tun-holder" /usr/local/bin/tun-holder
-daemon_unit() {
-	ct_exec sh -c 'cat >/etc/systemd/system/tailscaled.service' <<UNIT
-[Unit]
-Description=stand-in for tailscaled: Type=simple, creates tailscale0 $1 ms after it started
-StartLimitIntervalSec=0
-[Service]
-ExecStart=/usr/local/bin/tun-holder -d $1 tailscale0
-UNIT
-	ct_exec systemctl daemon-reload
-}
+daemon_unit() { install_standin_tailscaled "$1"; }
 daemon_unit 300
 install_postmortem_units || ct_bail "could not install the post-mortem's units"
 ct_exec systemctl start tailscaled.service
@@ -36,7 +26,7 @@ ct_exec nft add chain ip foreign input '{ type filter hook input priority 10; }'
 ct_exec nft add rule ip foreign input tcp dport 9100 accept
 foreign=$(ct_exec nft list table ip foreign)
 
-reloads() { ct_exec journalctl -q -u nftables-local.service -o cat | grep -c "Finished nftables-local.service"; }
+reloads() { nftables_local_reloads; }
 stale_rules() { ct_exec nft list chain inet filter forward | grep -cE 'iif [0-9]+|oif [0-9]+'; }
 summary() { ct_exec cat /var/lib/reconcile-after-upgrade/last-run.json; }
 foreign_intact() { test "$(ct_exec nft list table ip foreign)" = "$foreign"; }

@@ -19,23 +19,8 @@ ct_rootfs_ensure || ct_bail "no rootfs"
 ct_boot rau-watch || ct_bail "container did not boot"
 
 ct_copy_in "$top_builddir/reconcile-after-upgrade" /usr/sbin/reconcile-after-upgrade
-ct_copy_in "$top_builddir/tests/tun-holder" /usr/local/bin/tun-holder
 ct_copy_in "$top_srcdir/etc/reconcile-after-upgrade.service" /lib/systemd/system/reconcile-after-upgrade.service
-daemon_unit() {
-	ct_exec sh -c 'cat >/etc/systemd/system/tailscaled.service' <<UNIT
-[Unit]
-Description=stand-in for tailscaled: re-creates tailscale0 at every start, ${1:-0} ms after it
-StartLimitIntervalSec=0
-PartOf=vpn.target
-[Service]
-ExecStart=/usr/local/bin/tun-holder -d ${1:-0} tailscale0
-Restart=on-failure
-RestartSec=100ms
-[Install]
-WantedBy=vpn.target
-UNIT
-	ct_exec systemctl daemon-reload
-}
+daemon_unit() { install_standin_tailscaled "$1" PartOf=vpn.target $'Restart=on-failure\nRestartSec=100ms'; }
 ct_exec sh -c 'printf "[Unit]\nDescription=the VPN stack\nWants=tailscaled.service\n[Install]\nWantedBy=multi-user.target\n" >/etc/systemd/system/vpn.target'
 daemon_unit 0
 install_postmortem_units || ct_bail "could not install the post-mortem's units"
@@ -44,7 +29,7 @@ start_firewall_beside_foreign
 
 # (a reload deletes and re-creates the table: for a moment there is no chain to list)
 stale_rules() { ct_exec nft list chain inet filter forward 2>/dev/null | grep -cE 'iif [0-9]+|oif [0-9]+'; }
-reloads() { ct_exec journalctl -q -u nftables-local.service -o cat | grep -c "Finished nftables-local.service"; }
+reloads() { nftables_local_reloads; }
 records() { ct_exec sh -c 'cat /var/lib/reconcile-after-upgrade/history.jsonl 2>/dev/null' | grep -c .; }
 last() { ct_exec jq -c "$1" /var/lib/reconcile-after-upgrade/last-run.json; }
 main_pid() { ct_exec systemctl show -P MainPID reconcile-after-upgrade.service; }
