@@ -191,6 +191,7 @@ void hook_plan_done(struct hook_plan *p) {
         for (size_t i = 0; p->fixes && i < p->n_fixes; i++) {
                 free(p->fixes[i].devices);
                 free(p->fixes[i].error);
+                ruleset_sets_free(p->fixes[i].sets, p->fixes[i].n_sets);
         }
         free(p->fixes);
         *p = (struct hook_plan){};
@@ -202,13 +203,13 @@ static const char *fix_leave(struct hook_fix *fix, const char *why) {
         return why;
 }
 
-static void plan_one(struct hook_fix *fix, const struct hook_behaviour *kernel) {
+static int plan_one(struct hook_fix *fix, const struct hook_behaviour *kernel) {
         const struct hook_finding *h = fix->finding;
         const struct device_hook *was = h->was, *now = h->now;
 
         if (h->n_back == 0) {
                 fix_leave(fix, "its devices are gone: nothing to hook it to until they are back");
-                return;
+                return 0;
         }
         /* afterwards: the devices it is on now, and those that are back */
         for (size_t i = 0; now && i < now->n_devices; i++)
@@ -218,23 +219,30 @@ static void plan_one(struct hook_fix *fix, const struct hook_behaviour *kernel) 
 
         if (was->flowtable || (now && (!kernel->known || kernel->chain_add_device))) {
                 fix->kind = HOOK_FIX_ADD;
-                return;
+                return 0;
         }
+        /* the chain as it is now, or as the snapshot kept it: its rules, and the sets only they use */
+        const struct device_hook *from = now ? now : was;
         fix->kind = now ? HOOK_FIX_REPLACE : HOOK_FIX_RECREATE;
-        fix->rules = now ? now->rules : was->rules;
-        fix->n_rules = now ? now->n_rules : was->n_rules;
+        fix->rules = from->rules;
+        fix->n_rules = from->n_rules;
+        int r = ruleset_sets_parse(from->set_msgs, from->n_set_msgs, &fix->sets, &fix->n_sets);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < fix->n_rules; i++)
-                if (rule_msg_uses_anonymous_set(&fix->rules[i])) {
-                        fix_leave(fix, "a rule of it looks up an anonymous set, which went with the chain: load the "
+                if (rule_msg_sets_missing(&fix->rules[i], fix->sets, fix->n_sets)) {
+                        fix_leave(fix, "a rule of it looks up an anonymous set the snapshot does not hold: load the "
                                        "ruleset that defines it again (e.g. nft -f /etc/nftables.conf)");
-                        return;
+                        return 0;
                 }
+        return 0;
 }
 
 int devhooks_plan(const struct ruleset *rs, const struct hook_finding *found, size_t n_found,
                   const struct hook_behaviour *kernel, bool (*skip)(void *userdata, uint8_t family, const char *table),
                   void *userdata, struct hook_plan *ret) {
         _cleanup_(hook_plan_done) struct hook_plan p = {.genid = rs->genid};
+        int r;
         p.fixes = calloc(n_found + 1, sizeof(struct hook_fix));
         if (!p.fixes)
                 return -ENOMEM;
@@ -247,8 +255,8 @@ int devhooks_plan(const struct ruleset *rs, const struct hook_finding *found, si
                         return -ENOMEM;
                 if (skip && skip(userdata, h->was->family, h->was->table))
                         fix_leave(fix, "held back");
-                else
-                        plan_one(fix, kernel);
+                else if ((r = plan_one(fix, kernel)) < 0)
+                        return r;
                 p.n_todo += fix->kind != HOOK_FIX_LEAVE;
         }
         *ret = p;
@@ -256,25 +264,7 @@ int devhooks_plan(const struct ruleset *rs, const struct hook_finding *found, si
         return 0;
 }
 
-/* The rule again in the chain of that name, at its end: every attribute as the kernel sent it but the handle. */
-static int put_rule(struct nl_batch *b, const struct nl_blob *rule) {
-        const struct nlmsghdr *old = (const struct nlmsghdr *) rule->data;
-        const struct nfgenmsg *g = mnl_nlmsg_get_payload(old);
-        struct nlmsghdr *nlh = nl_batch_msg(b, NFT_MSG_NEWRULE, g->nfgen_family, NLM_F_CREATE | NLM_F_APPEND,
-                                            rule->size);
-        const struct nlattr *a;
-        if (!nlh)
-                return -ENOMEM;
-        mnl_attr_for_each(a, old, sizeof(struct nfgenmsg)) {
-                uint16_t type = mnl_attr_get_type(a);
-                if (type != NFTA_RULE_HANDLE && type != NFTA_RULE_POSITION && type != NFTA_RULE_ID)
-                        mnl_attr_put(nlh, a->nla_type, mnl_attr_get_payload_len(a), mnl_attr_get_payload(a));
-        }
-        nl_batch_msg_end(b, nlh);
-        return 0;
-}
-
-static int put_fix(struct nl_batch *b, struct hook_fix *fix) {
+static int put_fix(struct nl_batch *b, struct hook_fix *fix, uint32_t *set_id) {
         const struct device_hook *was = fix->finding->was, *now = fix->finding->now;
         const char *const *devices = fix->devices;
         int r;
@@ -298,7 +288,7 @@ static int put_fix(struct nl_batch *b, struct hook_fix *fix) {
         case HOOK_FIX_RECREATE:
                 r = devhooks_put_chain(b, was, devices, fix->n_devices, NLM_F_CREATE | NLM_F_EXCL);
                 for (size_t i = 0; r >= 0 && i < fix->n_rules; i++)
-                        r = put_rule(b, &fix->rules[i]);
+                        r = rule_put_again(b, &fix->rules[i], fix->sets, fix->n_sets, set_id);
                 break;
         default:
                 return 0;
@@ -316,7 +306,7 @@ int devhooks_commit(struct hook_plan *plan) {
         for (size_t attempt = 0; attempt <= plan->n_fixes; attempt++) {
                 _cleanup_(nl_batch_done) struct nl_batch b = {};
                 _cleanup_free_ char *message = NULL;
-                uint32_t failed = 0;
+                uint32_t failed = 0, set_id = 0;
                 size_t sent = 0;
                 if ((r = nl_batch_begin(&b, plan->genid)) < 0)
                         return r;
@@ -324,7 +314,7 @@ int devhooks_commit(struct hook_plan *plan) {
                         struct hook_fix *fix = &plan->fixes[i];
                         if (fix->kind == HOOK_FIX_LEAVE || fix->state == HOOK_FAILED)
                                 continue;
-                        if ((r = put_fix(&b, fix)) < 0)
+                        if ((r = put_fix(&b, fix, &set_id)) < 0)
                                 return r;
                         sent++;
                 }
@@ -359,6 +349,21 @@ static bool hook_has_all(const struct device_hook *h, const char *const *devices
         return true;
 }
 
+static const char *verify_rules(const struct hook_fix *fix, const struct device_hook *h) {
+        struct ifindex_set *sets = NULL;
+        size_t n_sets = 0;
+        const char *difference = NULL;
+        if (h->n_rules != fix->n_rules)
+                return "read back: another number of rules";
+        if (ruleset_sets_parse(h->set_msgs, h->n_set_msgs, &sets, &n_sets) < 0)
+                return "read back: its anonymous sets are not readable";
+        for (size_t i = 0; i < h->n_rules && !difference; i++)
+                if (!rule_msgs_same(&h->rules[i], sets, n_sets, &fix->rules[i], fix->sets, fix->n_sets))
+                        difference = "read back: a rule differs, or is out of order";
+        ruleset_sets_free(sets, n_sets);
+        return difference;
+}
+
 static const char *verify_one(const struct hook_fix *fix, const struct ruleset *after) {
         const struct device_hook *was = fix->finding->was;
         const struct device_hook *h = ruleset_hook(after, was->family, was->table, was->name, was->flowtable);
@@ -368,14 +373,7 @@ static const char *verify_one(const struct hook_fix *fix, const struct ruleset *
                 return "read back: not on all of its devices";
         if (h->hooknum != was->hooknum || h->priority != was->priority || (!was->flowtable && h->policy != was->policy))
                 return "read back: another hook, priority or policy";
-        if (fix->kind == HOOK_FIX_ADD)
-                return NULL;
-        if (h->n_rules != fix->n_rules)
-                return "read back: another number of rules";
-        for (size_t i = 0; i < h->n_rules; i++)
-                if (!rule_msgs_same(&h->rules[i], &fix->rules[i]))
-                        return "read back: a rule differs, or is out of order";
-        return NULL;
+        return fix->kind == HOOK_FIX_ADD ? NULL : verify_rules(fix, h);
 }
 
 void devhooks_verify(struct hook_plan *plan, const struct ruleset *after) {

@@ -77,6 +77,8 @@ struct hook_fix {
         size_t n_devices;
         const struct nl_blob *rules; /* HOOK_FIX_RECREATE, HOOK_FIX_REPLACE: the rules it is created with */
         size_t n_rules;
+        struct ifindex_set *sets;   /* and the anonymous sets they look up, made anew with them */
+        size_t n_sets;
         uint32_t seq_first, seq_last; /* its messages in the transaction */
         char *error;
 };

@@ -172,7 +172,8 @@ static int canon_attr(struct buf *out, const struct nlattr *a, bool zero) {
 }
 
 struct canon_ctx {
-        const struct ruleset *rs;
+        const struct ifindex_set *sets; /* where the anonymous sets a lookup names are found */
+        size_t n_sets;
         uint8_t family;
         const char *table;
         const struct patch *patches; /* applied to set elements on the way */
@@ -198,8 +199,8 @@ static int canon_expr(struct buf *out, const struct canon_ctx *c, const struct n
                         continue;
                 if (streq(name, "lookup") && type == NFTA_LOOKUP_SET && c) {
                         const char *set = mnl_attr_get_str(a);
-                        for (size_t i = 0; i < c->rs->n_ifindex_sets; i++) {
-                                const struct ifindex_set *s = &c->rs->sets[i];
+                        for (size_t i = 0; i < c->n_sets; i++) {
+                                const struct ifindex_set *s = &c->sets[i];
                                 if ((s->flags & NFT_SET_ANONYMOUS) && s->family == c->family &&
                                     streq(s->table, c->table) && streq(s->name, set)) {
                                         r = canon_set(out, c, i);
@@ -269,7 +270,7 @@ static int blob_cmp(const void *a, const void *b) {
 /* A set's contents, order aside: the canonical elements, sorted. The context's patches (one rule's, or one
  * set's) that name this set and an element apply on the way. */
 static int canon_set(struct buf *out, const struct canon_ctx *c, size_t set_index) {
-        const struct ifindex_set *s = &c->rs->sets[set_index];
+        const struct ifindex_set *s = &c->sets[set_index];
         _cleanup_free_ struct nl_blob *elems = calloc(s->n_elems ? s->n_elems : 1, sizeof(struct nl_blob));
         size_t n = 0;
         int r = 0;
@@ -339,34 +340,53 @@ static int canon_rule(const struct ruleset *rs, size_t rule, const struct patch 
                 u32_store(v, patches[i].to, false);
         }
 
-        struct canon_ctx c = {.rs = rs, .family = m->family, .table = m->table, .patches = patches,
-                              .n_patches = n_patches};
+        struct canon_ctx c = {.sets = rs->sets, .n_sets = rs->n_ifindex_sets, .family = m->family,
+                              .table = m->table, .patches = patches, .n_patches = n_patches};
         return canon_rule_msg(nlh, &c, out);
 }
 
-bool rule_msgs_same(const struct nl_blob *a, const struct nl_blob *b) {
+/* A rule message's family and table, for finding the anonymous sets it names. */
+static struct canon_ctx rule_msg_ctx(const struct nl_blob *rule, const struct ifindex_set *sets, size_t n_sets) {
+        const struct nlmsghdr *nlh = (const struct nlmsghdr *) rule->data;
+        const struct nlattr *table = msg_get(nlh, NFTA_RULE_TABLE);
+        return (struct canon_ctx){.sets = sets, .n_sets = n_sets,
+                                  .family = ((const struct nfgenmsg *) mnl_nlmsg_get_payload(nlh))->nfgen_family,
+                                  .table = table ? mnl_attr_get_str(table) : ""};
+}
+
+bool rule_msgs_same(const struct nl_blob *a, const struct ifindex_set *a_sets, size_t a_n_sets,
+                    const struct nl_blob *b, const struct ifindex_set *b_sets, size_t b_n_sets) {
         _cleanup_(buf_done) struct buf x = {}, y = {};
-        return canon_rule_msg((const struct nlmsghdr *) a->data, NULL, &x) >= 0 &&
-               canon_rule_msg((const struct nlmsghdr *) b->data, NULL, &y) >= 0 && x.len == y.len &&
+        struct canon_ctx ca = rule_msg_ctx(a, a_sets, a_n_sets), cb = rule_msg_ctx(b, b_sets, b_n_sets);
+        return canon_rule_msg((const struct nlmsghdr *) a->data, &ca, &x) >= 0 &&
+               canon_rule_msg((const struct nlmsghdr *) b->data, &cb, &y) >= 0 && x.len == y.len &&
                (x.len == 0 || memcmp(x.data, y.data, x.len) == 0);
 }
 
-bool rule_msg_uses_anonymous_set(const struct nl_blob *msg) {
+bool rule_msg_sets_missing(const struct nl_blob *msg, const struct ifindex_set *sets, size_t n_sets) {
         const struct nlmsghdr *nlh = (const struct nlmsghdr *) msg->data;
         const struct nlattr *list = msg_get(nlh, NFTA_RULE_EXPRESSIONS);
+        struct canon_ctx c = rule_msg_ctx(msg, sets, n_sets);
         if (!list)
                 return false;
         for_each_attr(e, mnl_attr_get_payload(list), nest_end(list)) {
                 const struct nlattr *name = nest_get(e, NFTA_EXPR_NAME), *data = nest_get(e, NFTA_EXPR_DATA);
                 const struct nlattr *set = NULL;
+                bool found = false;
                 if (!name || !data)
                         continue;
                 if (streq(mnl_attr_get_str(name), "lookup"))
                         set = nest_get(data, NFTA_LOOKUP_SET);
                 else if (streq(mnl_attr_get_str(name), "objref"))
+                        /* an object map: rule_put_again() does not make one anew */
                         set = nest_get(data, NFTA_OBJREF_SET_NAME);
                 /* nft names the sets it makes for one rule "__set%d", "__map%d" */
-                if (set && strncmp(mnl_attr_get_str(set), "__", 2) == 0)
+                if (!set || strncmp(mnl_attr_get_str(set), "__", 2) != 0)
+                        continue;
+                for (size_t i = 0; i < c.n_sets && streq(mnl_attr_get_str(name), "lookup") && !found; i++)
+                        found = (c.sets[i].flags & NFT_SET_ANONYMOUS) && c.sets[i].family == c.family &&
+                                streq(c.sets[i].table, c.table) && streq(c.sets[i].name, mnl_attr_get_str(set));
+                if (!found)
                         return true;
         }
         return false;
@@ -860,9 +880,9 @@ static void put_elem(struct nlmsghdr *nlh, const struct nl_blob *attrs) {
 }
 
 /* A new anonymous set with the attributes of the old one, and its elements with the patches of this lookup. */
-static int batch_anon_set(struct nl_batch *b, const struct ruleset *rs, const struct rule_change *rc,
-                          size_t set_index, uint32_t set_id) {
-        const struct ifindex_set *s = &rs->sets[set_index];
+static int batch_anon_set(struct nl_batch *b, const struct ifindex_set *sets, size_t set_index,
+                          const struct patch *patches, size_t n_patches, uint32_t set_id) {
+        const struct ifindex_set *s = &sets[set_index];
         const struct nlmsghdr *old = (const struct nlmsghdr *) s->msg.data;
         const char *name = s->flags & NFT_SET_MAP ? ANON_MAP_NAME : ANON_SET_NAME;
 
@@ -889,8 +909,7 @@ static int batch_anon_set(struct nl_batch *b, const struct ruleset *rs, const st
                 struct nlattr *list = mnl_attr_nest_start(nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
                 for (; k < upto; k++) {
                         struct nl_blob patched;
-                        int r = elem_patched(&s->elems[k], s->big_endian, rc->patches, rc->n_patches, set_index, k,
-                                             &patched);
+                        int r = elem_patched(&s->elems[k], s->big_endian, patches, n_patches, set_index, k, &patched);
                         if (r < 0)
                                 return r;
                         put_elem(nlh, &patched);
@@ -902,33 +921,19 @@ static int batch_anon_set(struct nl_batch *b, const struct ruleset *rs, const st
         return 0;
 }
 
-/* The rule again, in its place (NLM_F_REPLACE by handle): every attribute as received, the indexes patched, and
- * each anonymous set it looks up sent anew (an anonymous set belongs to one rule). */
-static int batch_replace_rule(struct nl_batch *b, const struct ruleset *rs, const struct rule_change *rc,
-                              uint32_t *set_id) {
-        const struct rule_msg *m = &rs->rules[rc->rule];
-        _cleanup_free_ uint8_t *copy = malloc(m->msg.size);
+/* A rule message sent again, each anonymous set it looks up (found in sets) sent anew before it, its elements
+ * patched (an anonymous set belongs to one rule). NLM_F_REPLACE: in its place, by its handle; otherwise appended
+ * to its chain. old may differ from what the kernel sent only in the values it compares or loads. */
+static int batch_rule_with_sets(struct nl_batch *b, const struct nlmsghdr *old, const struct ifindex_set *sets,
+                                size_t n_sets, const struct patch *patches, size_t n_patches, uint16_t flags,
+                                uint32_t *set_id) {
+        uint8_t family = ((const struct nfgenmsg *) mnl_nlmsg_get_payload(old))->nfgen_family;
+        const struct nlattr *table = msg_get(old, NFTA_RULE_TABLE), *list = msg_get(old, NFTA_RULE_EXPRESSIONS);
         int r;
 
-        if (!copy)
-                return -ENOMEM;
-        memcpy(copy, m->msg.data, m->msg.size);
-        const struct nlmsghdr *old = (const struct nlmsghdr *) copy;
-        for (size_t i = 0; i < rc->n_patches; i++) {
-                const char *name;
-                const struct nlattr *e;
-                uint8_t *v;
-                if (rc->patches[i].site.set != SIZE_MAX)
-                        continue;
-                if (!(e = rule_expr(old, rc->patches[i].site.expr, &name)) || !(v = expr_value(e, name)))
-                        return -EBADMSG;
-                u32_store(v, rc->patches[i].to, false);
-        }
-
-        /* Anonymous sets first: the rule names them by the id they get in this batch. */
-        const struct nlattr *list = msg_get(old, NFTA_RULE_EXPRESSIONS);
-        if (!list)
+        if (!list || !table)
                 return -EBADMSG;
+        /* Anonymous sets first: the rule names them by the id they get in this batch. */
         uint16_t pos = 0;
         size_t n_expr = 0;
         for_each_attr(e, mnl_attr_get_payload(list), nest_end(list)) n_expr++;
@@ -939,25 +944,27 @@ static int batch_replace_rule(struct nl_batch *b, const struct ruleset *rs, cons
                 const struct nlattr *nm = nest_get(e, NFTA_EXPR_NAME);
                 const char *set = nm && streq(mnl_attr_get_str(nm), "lookup") ? lookup_set_name(e) : NULL;
                 if (set)
-                        for (size_t i = 0; i < rs->n_ifindex_sets; i++) {
-                                const struct ifindex_set *s = &rs->sets[i];
-                                if (!(s->flags & NFT_SET_ANONYMOUS) || s->family != m->family ||
-                                    !streq(s->table, m->table) || !streq(s->name, set))
+                        for (size_t i = 0; i < n_sets; i++) {
+                                const struct ifindex_set *s = &sets[i];
+                                if (!(s->flags & NFT_SET_ANONYMOUS) || s->family != family ||
+                                    !streq(s->table, mnl_attr_get_str(table)) || !streq(s->name, set))
                                         continue;
                                 ids[pos] = ++*set_id;
-                                if ((r = batch_anon_set(b, rs, rc, i, ids[pos])) < 0)
+                                if ((r = batch_anon_set(b, sets, i, patches, n_patches, ids[pos])) < 0)
                                         return r;
                         }
                 pos++;
         }
 
-        struct nlmsghdr *nlh = nl_batch_msg(b, NFT_MSG_NEWRULE, m->family, NLM_F_REPLACE, m->msg.size + 64 * n_expr);
+        struct nlmsghdr *nlh = nl_batch_msg(b, NFT_MSG_NEWRULE, family,
+                                            flags & NLM_F_REPLACE ? NLM_F_REPLACE : NLM_F_CREATE | NLM_F_APPEND,
+                                            old->nlmsg_len + 64 * n_expr);
         if (!nlh)
                 return -ENOMEM;
         for_each_attr(a, msg_attrs(old), msg_end(old)) {
                 uint16_t type = mnl_attr_get_type(a);
-                if (type == NFTA_RULE_TABLE || type == NFTA_RULE_CHAIN || type == NFTA_RULE_HANDLE ||
-                    type == NFTA_RULE_USERDATA || type == NFTA_RULE_COMPAT)
+                if (type == NFTA_RULE_TABLE || type == NFTA_RULE_CHAIN || type == NFTA_RULE_USERDATA ||
+                    type == NFTA_RULE_COMPAT || (type == NFTA_RULE_HANDLE && (flags & NLM_F_REPLACE)))
                         attr_copy(nlh, a);
                 else if (a == list) {
                         /* the list the ids were counted from; a second one (the kernel never sends it) is not
@@ -993,6 +1000,36 @@ static int batch_replace_rule(struct nl_batch *b, const struct ruleset *rs, cons
         }
         nl_batch_msg_end(b, nlh);
         return 0;
+}
+
+/* The rule again, in its place (NLM_F_REPLACE by handle): every attribute as received, the indexes patched, and
+ * each anonymous set it looks up sent anew. */
+static int batch_replace_rule(struct nl_batch *b, const struct ruleset *rs, const struct rule_change *rc,
+                              uint32_t *set_id) {
+        const struct rule_msg *m = &rs->rules[rc->rule];
+        _cleanup_free_ uint8_t *copy = malloc(m->msg.size);
+
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, m->msg.data, m->msg.size);
+        const struct nlmsghdr *old = (const struct nlmsghdr *) copy;
+        for (size_t i = 0; i < rc->n_patches; i++) {
+                const char *name;
+                const struct nlattr *e;
+                uint8_t *v;
+                if (rc->patches[i].site.set != SIZE_MAX)
+                        continue;
+                if (!(e = rule_expr(old, rc->patches[i].site.expr, &name)) || !(v = expr_value(e, name)))
+                        return -EBADMSG;
+                u32_store(v, rc->patches[i].to, false);
+        }
+        return batch_rule_with_sets(b, old, rs->sets, rs->n_ifindex_sets, rc->patches, rc->n_patches, NLM_F_REPLACE,
+                                    set_id);
+}
+
+int rule_put_again(struct nl_batch *b, const struct nl_blob *rule, const struct ifindex_set *sets, size_t n_sets,
+                   uint32_t *set_id) {
+        return batch_rule_with_sets(b, (const struct nlmsghdr *) rule->data, sets, n_sets, NULL, 0, 0, set_id);
 }
 
 static int batch_delete_rule(struct nl_batch *b, const struct ruleset *rs, const struct rule_change *rc) {
@@ -1295,10 +1332,8 @@ static int verify_set(const struct ruleset *before, const struct rebind_plan *pl
         struct ifindex_set expected = *s;
         expected.elems = kept;
         expected.n_elems = n_kept;
-        struct ruleset one_before = {.sets = &expected, .n_ifindex_sets = 1};
-        struct ruleset one_after = {.sets = (struct ifindex_set *) now, .n_ifindex_sets = 1};
-        struct canon_ctx cb = {.rs = &one_before, .patches = patches, .n_patches = n_patches};
-        struct canon_ctx ca = {.rs = &one_after};
+        struct canon_ctx cb = {.sets = &expected, .n_sets = 1, .patches = patches, .n_patches = n_patches};
+        struct canon_ctx ca = {.sets = now, .n_sets = 1};
         if ((r = canon_set(&want, &cb, 0)) < 0 || (r = canon_set(&have, &ca, 0)) < 0)
                 return r;
         if (want.len != have.len || memcmp_safe(want.data, have.data, want.len) != 0)

@@ -67,8 +67,16 @@ int rebind_commit(const struct ruleset *rs, const struct rebind_plan *plan, char
 int rebind_verify(const struct ruleset *before, const struct rebind_plan *plan, struct ruleset *after,
                   char **ret_difference);
 
-/* Whether two NEWRULE messages are the same rule: expressions (state such as counters blanked), user data;
- * anonymous sets by name. Table, chain and handle aside. */
-bool rule_msgs_same(const struct nl_blob *a, const struct nl_blob *b);
-/* Whether a rule looks up a set nft made for it alone (an anonymous set goes with its rule). */
-bool rule_msg_uses_anonymous_set(const struct nl_blob *msg);
+/* Whether two NEWRULE messages are the same rule: expressions (state such as counters blanked), user data. An
+ * anonymous set a rule looks up is compared by its contents when it is among that rule's sets, by its name
+ * otherwise. Table, chain and handle aside. */
+bool rule_msgs_same(const struct nl_blob *a, const struct ifindex_set *a_sets, size_t a_n_sets,
+                    const struct nl_blob *b, const struct ifindex_set *b_sets, size_t b_n_sets);
+/* Appends a NEWRULE message (as the kernel sent it) to its chain in batch b again, every attribute but the
+ * handle and position; each anonymous set it looks up that is among sets is sent anew before it, numbered from
+ * *set_id on. */
+int rule_put_again(struct nl_batch *b, const struct nl_blob *rule, const struct ifindex_set *sets, size_t n_sets,
+                   uint32_t *set_id);
+/* Whether a rule names a set nft made for it alone (an anonymous set goes with its rule) that is not among sets,
+ * or that rule_put_again() would not make anew. */
+bool rule_msg_sets_missing(const struct nl_blob *msg, const struct ifindex_set *sets, size_t n_sets);

@@ -1053,6 +1053,9 @@ void device_hook_done(struct device_hook *h) {
         for (size_t i = 0; i < h->n_detached; i++)
                 free(h->detached[i]);
         free(h->detached);
+        for (size_t i = 0; i < h->n_set_msgs; i++)
+                free(h->set_msgs[i].data);
+        free(h->set_msgs);
         *h = (struct device_hook){};
 }
 
@@ -1316,6 +1319,166 @@ static int dump_one(struct mnl_socket *nl, uint16_t type, uint16_t flags, uint8_
 /* One chain's or one set's dump, interrupted by a change, is done again this many times. */
 #define PART_ATTEMPTS 20
 
+static int rule_anonymous_sets(const struct nlmsghdr *nlh, int (*fn)(const char *name, void *userdata),
+                               void *userdata);
+
+struct hook_sets_walk {
+        struct mnl_socket *nl;
+        struct device_hook *hook;
+        int error;
+};
+
+static int hook_set_msg_cb(const struct nlmsghdr *nlh, void *userdata) {
+        struct hook_sets_walk *w = userdata;
+        struct device_hook *h = w->hook;
+        uint16_t type = NFNL_MSG_TYPE(nlh->nlmsg_type);
+        const struct nlattr *elements = NULL;
+        const char *table, *name;
+        uint8_t family;
+        if (type != NFT_MSG_NEWSET && type != NFT_MSG_NEWSETELEM)
+                return MNL_CB_OK;
+        if (!ruleset_msg_readable(nlh) ||
+            (type == NFT_MSG_NEWSETELEM && set_elems_header(nlh, &family, &table, &name, &elements) < 0)) {
+                w->error = -EBADMSG;
+                return MNL_CB_ERROR;
+        }
+        /* the dump's last message may carry no elements: nothing to keep */
+        if (type == NFT_MSG_NEWSETELEM && (!elements || mnl_attr_get_payload_len(elements) == 0))
+                return MNL_CB_OK;
+        if (GROW(h->set_msgs, h->allocated_set_msgs, h->n_set_msgs + 1) < 0 ||
+            blob_copy(&h->set_msgs[h->n_set_msgs], nlh, nlh->nlmsg_len) < 0) {
+                w->error = -ENOMEM;
+                return MNL_CB_ERROR;
+        }
+        h->n_set_msgs++;
+        return MNL_CB_OK;
+}
+
+static bool hook_has_set(const struct device_hook *h, const char *name) {
+        for (size_t i = 0; i < h->n_set_msgs; i++) {
+                const struct nlmsghdr *nlh = (const struct nlmsghdr *) h->set_msgs[i].data;
+                const struct nlattr *a;
+                if (NFNL_MSG_TYPE(nlh->nlmsg_type) != NFT_MSG_NEWSET)
+                        continue;
+                mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg))
+                        if (mnl_attr_get_type(a) == NFTA_SET_NAME && streq(mnl_attr_get_str(a), name))
+                                return true;
+        }
+        return false;
+}
+
+/* One anonymous set, then its elements (a dump interrupted by a change is done again). */
+static int hook_set_fetch(const char *name, void *userdata) {
+        struct hook_sets_walk *w = userdata;
+        struct device_hook *h = w->hook;
+        char buf[MNL_SOCKET_BUFFER_SIZE];
+        if (hook_has_set(h, name))
+                return 0;
+        _cleanup_(nftnl_set_freep) struct nftnl_set *req = nftnl_set_alloc();
+        if (!req)
+                return -ENOMEM;
+        nftnl_set_set_str(req, NFTNL_SET_TABLE, h->table);
+        nftnl_set_set_str(req, NFTNL_SET_NAME, name);
+        size_t mark = h->n_set_msgs;
+        struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSET, h->family, 0, (uint32_t) time(NULL));
+        nftnl_set_nlmsg_build_payload(nlh, req);
+        int r = netlink_dump(w->nl, nlh, hook_set_msg_cb, w, NULL, NULL);
+        if (w->error < 0)
+                return w->error;
+        /* gone since the rules were read, or a string that only looks like a set's name: the generation check,
+         * or the repair's own check that each set it needs is there, tells */
+        if (r == -ENOENT || (r >= 0 && h->n_set_msgs == mark))
+                return 0;
+        if (r < 0)
+                return r;
+        for (unsigned attempt = 0;; attempt++) {
+                nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETSETELEM, h->family, NLM_F_DUMP, (uint32_t) time(NULL));
+                nftnl_set_elems_nlmsg_build_payload(nlh, req);
+                r = netlink_dump(w->nl, nlh, hook_set_msg_cb, w, NULL, NULL);
+                if (r != -EINTR || attempt + 1 >= PART_ATTEMPTS)
+                        break;
+                for (; h->n_set_msgs > mark + 1; h->n_set_msgs--)
+                        free(h->set_msgs[h->n_set_msgs - 1].data);
+                netlink_backoff(0);
+        }
+        if (w->error < 0)
+                return w->error;
+        return r == -ENOENT ? 0 : r;
+}
+
+/* The anonymous sets the rules of each device-bound chain look up, as the kernel sends them: a kernel that
+ * deletes the chain with its device takes them with it, and the rules cannot be made again without them. */
+static int hook_sets_fetch(struct mnl_socket *nl, struct ruleset *rs) {
+        for (size_t i = 0; i < rs->n_hooks; i++) {
+                struct hook_sets_walk w = {.nl = nl, .hook = &rs->hooks[i]};
+                for (size_t k = 0; k < rs->hooks[i].n_rules; k++) {
+                        int r = rule_anonymous_sets((const struct nlmsghdr *) rs->hooks[i].rules[k].data,
+                                                    hook_set_fetch, &w);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+int ruleset_sets_parse(const struct nl_blob *msgs, size_t n, struct ifindex_set **ret, size_t *ret_n) {
+        struct ifindex_set *sets = NULL;
+        size_t n_sets = 0, allocated = 0;
+        int r = 0;
+
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                const struct nlmsghdr *nlh = (const struct nlmsghdr *) msgs[i].data;
+                const struct nlattr *a, *elements;
+                const char *table, *name;
+                uint8_t family;
+                if (NFNL_MSG_TYPE(nlh->nlmsg_type) == NFT_MSG_NEWSETELEM) {
+                        r = set_elems_header(nlh, &family, &table, &name, &elements);
+                        struct ifindex_set *s = NULL;
+                        for (size_t k = 0; r >= 0 && k < n_sets && !s; k++)
+                                if (sets[k].family == family && streq(sets[k].table, table) && streq(sets[k].name, name))
+                                        s = &sets[k];
+                        if (r >= 0)
+                                r = s ? elems_add_all(s, elements) : -EBADMSG;
+                        continue;
+                }
+                if (NFNL_MSG_TYPE(nlh->nlmsg_type) != NFT_MSG_NEWSET || GROW(sets, allocated, n_sets + 1) < 0) {
+                        r = NFNL_MSG_TYPE(nlh->nlmsg_type) != NFT_MSG_NEWSET ? -EBADMSG : -ENOMEM;
+                        break;
+                }
+                struct ifindex_set *s = &sets[n_sets++];
+                *s = (struct ifindex_set){.family = ((const struct nfgenmsg *) mnl_nlmsg_get_payload(nlh))->nfgen_family};
+                mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
+                        uint16_t type = mnl_attr_get_type(a);
+                        if (type == NFTA_SET_FLAGS && mnl_attr_validate(a, MNL_TYPE_U32) >= 0)
+                                s->flags = ntohl(mnl_attr_get_u32(a));
+                        else if (type == NFTA_SET_KEY_LEN && mnl_attr_validate(a, MNL_TYPE_U32) >= 0)
+                                s->key_len = ntohl(mnl_attr_get_u32(a));
+                        else if (type == NFTA_SET_TABLE && !s->table)
+                                s->table = strdup(mnl_attr_get_str(a));
+                        else if (type == NFTA_SET_NAME && !s->name)
+                                s->name = strdup(mnl_attr_get_str(a));
+                }
+                s->big_endian = s->flags & NFT_SET_INTERVAL;
+                if (!s->table || !s->name)
+                        r = -EBADMSG;
+                else if (blob_copy(&s->msg, nlh, nlh->nlmsg_len) < 0)
+                        r = -ENOMEM;
+        }
+        if (r < 0) {
+                ruleset_sets_free(sets, n_sets);
+                return r;
+        }
+        *ret = sets;
+        *ret_n = n_sets;
+        return 0;
+}
+
+void ruleset_sets_free(struct ifindex_set *sets, size_t n) {
+        for (size_t i = 0; sets && i < n; i++)
+                ifindex_set_done(&sets[i]);
+        free(sets);
+}
+
 static int ruleset_read_once(struct mnl_socket *nl, struct ruleset *rs, ruleset_tap_t tap, void *tap_data) {
         _cleanup_(scan_done) struct scan scan = {.rs = rs};
         struct dump_ctx d = {.scan = &scan};
@@ -1357,6 +1520,8 @@ static int ruleset_read_once(struct mnl_socket *nl, struct ruleset *rs, ruleset_
                 if (k < 0 && k != -ENOENT)
                         return k;
         }
+        if ((k = hook_sets_fetch(nl, rs)) < 0)
+                return k;
         /* Sorted before the element dumps: finding a set while iterating must not reorder the array. */
         sets_sort(&scan);
         for (size_t i = 0; i < rs->n_ifindex_sets; i++) {
@@ -1524,9 +1689,8 @@ static int companion_fetch(struct mnl_socket *nl, struct ruleset *rs, uint8_t fa
 }
 
 /* The sets a rule names by "__set…"/"__map…" (nft's anonymous sets): lookups, object maps. */
-static int rule_anonymous_sets(const struct rule_msg *m, int (*fn)(const char *name, void *userdata),
+static int rule_anonymous_sets(const struct nlmsghdr *nlh, int (*fn)(const char *name, void *userdata),
                                void *userdata) {
-        const struct nlmsghdr *nlh = (const struct nlmsghdr *) m->msg.data;
         const struct nlattr *a, *e, *x;
         mnl_attr_for_each(a, nlh, sizeof(struct nfgenmsg)) {
                 if (mnl_attr_get_type(a) != NFTA_RULE_EXPRESSIONS)
@@ -1583,7 +1747,7 @@ int ruleset_fetch_anonymous(struct ruleset *rs, const bool *chains) {
                 if (m->chain_index == SIZE_MAX || !chains[m->chain_index])
                         continue;
                 struct fetch_walk w = {.nl = nl, .rs = rs, .rule = m};
-                if ((r = rule_anonymous_sets(m, fetch_one, &w)) < 0)
+                if ((r = rule_anonymous_sets((const struct nlmsghdr *) m->msg.data, fetch_one, &w)) < 0)
                         return r;
         }
         /* read at the generation of the rest, or not at all */
@@ -1596,7 +1760,7 @@ int ruleset_fetch_anonymous(struct ruleset *rs, const bool *chains) {
 
 bool ruleset_has_anonymous_sets(const struct ruleset *rs, size_t rule) {
         struct fetch_walk w = {.rs = (struct ruleset *) rs, .rule = &rs->rules[rule]};
-        return rule_anonymous_sets(&rs->rules[rule], missing_one, &w) == 0;
+        return rule_anonymous_sets((const struct nlmsghdr *) rs->rules[rule].msg.data, missing_one, &w) == 0;
 }
 
 int ruleset_parse_messages(const void *recording, size_t size, struct ruleset *ret) {

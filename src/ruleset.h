@@ -123,6 +123,9 @@ struct device_hook {
         size_t n_rules, allocated_rules;
         char **detached;  /* snapshots only: devices the kernel took out while a snapshot kept the hook as it was */
         size_t n_detached;
+        struct nl_blob *set_msgs; /* chains: the NEWSET, then the NEWSETELEM messages, of each anonymous set its
+                                   * rules look up (an anonymous set goes with its rule) */
+        size_t n_set_msgs, allocated_set_msgs;
 };
 
 void device_hook_done(struct device_hook *h);
@@ -168,6 +171,11 @@ int ruleset_read(struct ruleset *ret, ruleset_tap_t tap, void *tap_data);
 int ruleset_fetch_anonymous(struct ruleset *rs, const bool *chains);
 /* Whether every anonymous set that rule looks up is in rs->sets. */
 bool ruleset_has_anonymous_sets(const struct ruleset *rs, size_t rule);
+
+/* The sets in a sequence of NEWSET messages, each followed by its NEWSETELEM messages (a device_hook's
+ * set_msgs). */
+int ruleset_sets_parse(const struct nl_blob *msgs, size_t n, struct ifindex_set **ret, size_t *ret_n);
+void ruleset_sets_free(struct ifindex_set *sets, size_t n);
 
 /* Parses a recorded sequence of nf_tables netlink messages, as ruleset_read() receives them. */
 int ruleset_parse_messages(const void *buf, size_t size, struct ruleset *ret);

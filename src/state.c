@@ -96,6 +96,14 @@ static json_t *hook_json(const struct device_hook *h, uint64_t handle, const cha
         for (size_t k = 0; k < h->n_rules; k++)
                 if (json_array_append_new(msgs, hex_json(&h->rules[k])) < 0)
                         return NULL;
+        if (h->n_set_msgs == 0)
+                return TAKE_PTR(j);
+        json_t *sets = json_array();
+        if (json_object_set_new(j, "set_messages", sets) < 0)
+                return NULL;
+        for (size_t k = 0; k < h->n_set_msgs; k++)
+                if (json_array_append_new(sets, hex_json(&h->set_msgs[k])) < 0)
+                        return NULL;
         return TAKE_PTR(j);
 }
 
@@ -274,18 +282,18 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
         json_array_foreach(hooks, i, v) {
                 const char *family, *table, *chain = NULL, *flowtable = NULL, *policy = "accept", *type = NULL;
                 json_int_t hooknum, priority, flags = 0, handle = 0;
-                json_t *devices, *msgs = NULL, *detached = NULL, *d;
+                json_t *devices, *msgs = NULL, *set_msgs = NULL, *detached = NULL, *d;
                 size_t k;
-                if (json_unpack(v, "{s:s, s:s, s?s, s?s, s:I, s:I, s?I, s?s, s?s, s:o, s?o, s?o, s?I}", "family",
-                                &family, "table", &table, "chain", &chain, "flowtable", &flowtable, "hooknum",
-                                &hooknum, "priority", &priority, "flags", &flags, "policy", &policy, "type", &type,
-                                "devices", &devices, "rule_messages", &msgs, "detached", &detached, "handle",
-                                &handle) < 0 ||
+                if (json_unpack(v, "{s:s, s:s, s?s, s?s, s:I, s:I, s?I, s?s, s?s, s:o, s?o, s?o, s?o, s?I}",
+                                "family", &family, "table", &table, "chain", &chain, "flowtable", &flowtable,
+                                "hooknum", &hooknum, "priority", &priority, "flags", &flags, "policy", &policy,
+                                "type", &type, "devices", &devices, "rule_messages", &msgs, "set_messages",
+                                &set_msgs, "detached", &detached, "handle", &handle) < 0 ||
                     handle < 0 ||
                     !chain == !flowtable || !json_is_array(devices) || hooknum < 0 || hooknum > UINT32_MAX ||
                     (detached && !json_is_array(detached)) ||
                     priority < INT32_MIN || priority > INT32_MAX || flags < 0 || flags > UINT32_MAX ||
-                    (msgs && !json_is_array(msgs)))
+                    (msgs && !json_is_array(msgs)) || (set_msgs && !json_is_array(set_msgs)))
                         return -EBADMSG;
                 if (GROW(s.hooks, s.allocated_hooks, s.n_hooks + 1) < 0)
                         return -ENOMEM;
@@ -310,6 +318,14 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
                         if (r < 0)
                                 return r;
                         h->n_rules++;
+                }
+                json_array_foreach(set_msgs, k, d) {
+                        if (GROW(h->set_msgs, h->allocated_set_msgs, h->n_set_msgs + 1) < 0)
+                                return -ENOMEM;
+                        r = json_is_string(d) ? hex_parse(json_string_value(d), &h->set_msgs[h->n_set_msgs]) : -EBADMSG;
+                        if (r < 0)
+                                return r;
+                        h->n_set_msgs++;
                 }
         }
 

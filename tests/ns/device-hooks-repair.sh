@@ -5,7 +5,8 @@
 # back in a list; 6.16 and later re-attach by name): the product's probe must say which, check must report exactly
 # what is lost (nothing where the kernel re-attaches), one run must restore it (the same rules in the same order,
 # handles and counters aside), and a packet arriving on the new ts0 must be counted again: attached, not only
-# listed. A table that has nothing to do with it is there throughout.
+# listed. Rules that look up anonymous sets (a set, an interval set, a verdict map), which a kernel that deletes
+# the chain deletes with it, come back with their sets. A table that has nothing to do with it is there throughout.
 source "$(dirname "$0")/../lib.sh"
 in_netns "$@"
 INJECT=$top_builddir/tests/tun-inject
@@ -15,8 +16,8 @@ valid() { "$top_srcdir/tests/schema/validate" "$1" >/dev/null; }
 TUN_HOLDER=$INJECT holder_start ts0
 holder_start ts1
 nft -f - <<'NFT' || bail "cannot load the chains"
-table netdev rau_p1 { chain c { type filter hook ingress device "ts0" priority 0; policy accept; counter; meta l4proto udp counter; udp dport 4001 counter accept; }; }
-table netdev rau_p2 { chain c { type filter hook ingress devices = { ts0, ts1 } priority -10; counter; }; }
+table netdev rau_p1 { chain c { type filter hook ingress device "ts0" priority 0; policy accept; counter; meta l4proto udp counter; udp dport 4001 counter accept; udp dport { 4002, 4003 } counter; udp dport vmap { 53 : accept, 4004 : drop }; }; }
+table netdev rau_p2 { chain c { type filter hook ingress devices = { ts0, ts1 } priority -10; counter; ip saddr { 192.0.2.0/24, 198.51.100.7 } counter; }; }
 table inet rau_p3 { chain c { type filter hook ingress device "ts0" priority 5; counter; ip daddr 192.0.2.1 counter; }; }
 table ip plain { chain input { type filter hook input priority 0; counter; }; }
 NFT
