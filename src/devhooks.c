@@ -12,6 +12,7 @@
 
 #include "devhooks.h"
 #include "json-util.h"
+#include "log.h"
 #include "macro.h"
 #include "names.h"
 #include "netlink.h"
@@ -203,6 +204,27 @@ static const char *fix_leave(struct hook_fix *fix, const char *why) {
         return why;
 }
 
+/* The chain made again: deleted by the kernel, or (a kernel that refuses a device added to a chain) deleted here
+ * and made again in the same transaction. */
+static int plan_rebuild(struct hook_fix *fix) {
+        const struct device_hook *was = fix->finding->was, *now = fix->finding->now;
+        /* the chain as it is now, or as the snapshot kept it: its rules, and the sets only they use */
+        const struct device_hook *from = now ? now : was;
+        fix->kind = now ? HOOK_FIX_REPLACE : HOOK_FIX_RECREATE;
+        fix->rules = from->rules;
+        fix->n_rules = from->n_rules;
+        int r = ruleset_sets_parse(from->set_msgs, from->n_set_msgs, &fix->sets, &fix->n_sets);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < fix->n_rules; i++)
+                if (rule_msg_sets_missing(&fix->rules[i], fix->sets, fix->n_sets)) {
+                        fix_leave(fix, "a rule of it looks up an anonymous set the snapshot does not hold: load the "
+                                       "ruleset that defines it again (e.g. nft -f /etc/nftables.conf)");
+                        return 0;
+                }
+        return 0;
+}
+
 static int plan_one(struct hook_fix *fix, const struct hook_behaviour *kernel) {
         const struct hook_finding *h = fix->finding;
         const struct device_hook *was = h->was, *now = h->now;
@@ -221,27 +243,13 @@ static int plan_one(struct hook_fix *fix, const struct hook_behaviour *kernel) {
                 fix->kind = HOOK_FIX_ADD;
                 return 0;
         }
-        /* the chain as it is now, or as the snapshot kept it: its rules, and the sets only they use */
-        const struct device_hook *from = now ? now : was;
-        fix->kind = now ? HOOK_FIX_REPLACE : HOOK_FIX_RECREATE;
-        fix->rules = from->rules;
-        fix->n_rules = from->n_rules;
-        int r = ruleset_sets_parse(from->set_msgs, from->n_set_msgs, &fix->sets, &fix->n_sets);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < fix->n_rules; i++)
-                if (rule_msg_sets_missing(&fix->rules[i], fix->sets, fix->n_sets)) {
-                        fix_leave(fix, "a rule of it looks up an anonymous set the snapshot does not hold: load the "
-                                       "ruleset that defines it again (e.g. nft -f /etc/nftables.conf)");
-                        return 0;
-                }
-        return 0;
+        return plan_rebuild(fix);
 }
 
 int devhooks_plan(const struct ruleset *rs, const struct hook_finding *found, size_t n_found,
                   const struct hook_behaviour *kernel, bool (*skip)(void *userdata, uint8_t family, const char *table),
                   void *userdata, struct hook_plan *ret) {
-        _cleanup_(hook_plan_done) struct hook_plan p = {.genid = rs->genid};
+        _cleanup_(hook_plan_done) struct hook_plan p = {.genid = rs->genid, .kernel_known = kernel->known};
         int r;
         p.fixes = calloc(n_found + 1, sizeof(struct hook_fix));
         if (!p.fixes)
@@ -302,8 +310,9 @@ int devhooks_commit(struct hook_plan *plan) {
         int r = netlink_open(NETLINK_NETFILTER, &nl);
         if (r < 0)
                 return r;
-        /* each refusal takes one fix out: at most as many tries as fixes */
-        for (size_t attempt = 0; attempt <= plan->n_fixes; attempt++) {
+        /* each refusal takes one fix out, or turns an added device into a chain made again: at most twice as many
+         * tries as fixes */
+        for (size_t attempt = 0; attempt <= 2 * plan->n_fixes; attempt++) {
                 _cleanup_(nl_batch_done) struct nl_batch b = {};
                 _cleanup_free_ char *message = NULL;
                 uint32_t failed = 0, set_id = 0;
@@ -334,6 +343,19 @@ int devhooks_commit(struct hook_plan *plan) {
                 }
                 if (!culprit)
                         return r;
+                /* The probe could not ask the kernel (the watcher's sandbox allows no namespace of its own), and
+                 * this one refuses a device added to a chain (6.1): the chain deleted and made again with its live
+                 * rules, in one transaction, as when the probe says so. */
+                if (culprit->kind == HOOK_FIX_ADD && !plan->kernel_known && !culprit->finding->was->flowtable &&
+                    culprit->finding->now) {
+                        log_debug("devhooks: %s %s: the kernel refused a device added to the chain (%s); making "
+                                  "it again instead", culprit->finding->was->table, culprit->finding->was->name,
+                                  strerror(-r));
+                        if ((r = plan_rebuild(culprit)) < 0)
+                                return r;
+                        plan->n_todo -= culprit->kind == HOOK_FIX_LEAVE;
+                        continue;
+                }
                 culprit->state = HOOK_FAILED;
                 if (asprintf(&culprit->error, "the kernel refused it: %s%s%s", strerror(-r), message ? ": " : "",
                              message ? message : "") < 0)

@@ -87,6 +87,7 @@ struct hook_plan {
         struct hook_fix *fixes;
         size_t n_fixes, n_todo;
         uint32_t genid;
+        bool kernel_known; /* the probe answered: no guessing at commit time */
 };
 
 /* Decides how each finding (pointing into rs) is repaired on this kernel. skip(userdata, family, table): a table to
