@@ -5,7 +5,7 @@
 # back in a list; 6.16 and later re-attach by name): the product's probe must say which, check must report exactly
 # what is lost (nothing where the kernel re-attaches), one run must restore it (the same rules in the same order,
 # handles and counters aside), and a packet arriving on the new ts0 must be counted again: attached, not only
-# listed. Rules that look up anonymous sets (a set, an interval set, a verdict map), which a kernel that deletes
+# listed. A netdev egress chain is lost and put back like an ingress one. Rules that look up anonymous sets (a set, an interval set, a verdict map), which a kernel that deletes
 # the chain deletes with it, come back with their sets. A table that has nothing to do with it is there throughout.
 source "$(dirname "$0")/../lib.sh"
 in_netns "$@"
@@ -19,13 +19,14 @@ nft -f - <<'NFT' || bail "cannot load the chains"
 table netdev rau_p1 { chain c { type filter hook ingress device "ts0" priority 0; policy accept; counter; meta l4proto udp counter; udp dport 4001 counter accept; udp dport { 4002, 4003 } counter; udp dport vmap { 53 : accept, 4004 : drop }; }; }
 table netdev rau_p2 { chain c { type filter hook ingress devices = { ts0, ts1 } priority -10; counter; ip saddr { 192.0.2.0/24, 198.51.100.7 } counter; }; }
 table inet rau_p3 { chain c { type filter hook ingress device "ts0" priority 5; counter; ip daddr 192.0.2.1 counter; }; }
+table netdev rau_p5 { chain out { type filter hook egress device "ts0" priority 0; counter; ip daddr { 192.0.2.9, 192.0.2.10 } counter; }; }
 table ip plain { chain input { type filter hook input priority 0; counter; }; }
 NFT
 # a flowtable, with the rule that offloads to it, where the kernel has them (the host's 6.18 has no CONFIG_NF_FLOW_TABLE)
 flowtables=true
 nft -f - <<<'table inet rau_p4 { flowtable f { hook ingress priority 0; devices = { ts0, ts1 }; }; chain fw { type filter hook forward priority 0; counter; meta l4proto udp counter flow add @f; }; }' \
 	2>/dev/null || flowtables=false
-tables=(netdev:rau_p1 netdev:rau_p2 inet:rau_p3 ip:plain)
+tables=(netdev:rau_p1 netdev:rau_p2 inet:rau_p3 netdev:rau_p5 ip:plain)
 $flowtables && tables+=(inet:rau_p4)
 
 # nft's JSON listing of every table, handles and counter values aside: what "restored exactly" is compared with
@@ -73,17 +74,17 @@ check "the answer is kept for the boot" test "$(jq -c .kernel "$RUN_DIR/kernel-h
 
 inject_ts0
 case $class in
-delete) expect_lost='[["rau_p1","hook","deleted","ts0","ts0"],["rau_p2","hook","ts1","ts0","ts0"],["rau_p3","hook","deleted","ts0","ts0"]'
-	expect_actions='[["rau_p1","re-create","fixed"],["rau_p2","replace","fixed"],["rau_p3","re-create","fixed"]' ;;
-keep) expect_lost='[["rau_p1","hook","","ts0","ts0"],["rau_p2","hook","ts1","ts0","ts0"],["rau_p3","hook","","ts0","ts0"]'
-	expect_actions='[["rau_p1","add-device","fixed"],["rau_p2","add-device","fixed"],["rau_p3","add-device","fixed"]' ;;
+delete) expect_lost='[["rau_p1","hook","deleted","ts0","ts0"],["rau_p2","hook","ts1","ts0","ts0"],["rau_p3","hook","deleted","ts0","ts0"],["rau_p5","hook","deleted","ts0","ts0"]'
+	expect_actions='[["rau_p1","re-create","fixed"],["rau_p2","replace","fixed"],["rau_p3","re-create","fixed"],["rau_p5","re-create","fixed"]' ;;
+keep) expect_lost='[["rau_p1","hook","","ts0","ts0"],["rau_p2","hook","ts1","ts0","ts0"],["rau_p3","hook","","ts0","ts0"],["rau_p5","hook","","ts0","ts0"]'
+	expect_actions='[["rau_p1","add-device","fixed"],["rau_p2","add-device","fixed"],["rau_p3","add-device","fixed"],["rau_p5","add-device","fixed"]' ;;
 reattach) expect_lost='[' expect_actions='[' ;;
 esac
 if [ $class != reattach ] && $flowtables; then
 	expect_lost+=',["rau_p4","flowtable","ts1","ts0","ts0"]'
 	expect_actions+=',["rau_p4","add-device","fixed"]'
 fi
-expect_lost="${expect_lost/#[,/[}]" expect_actions="${expect_actions/#[,/[}]"
+expect_lost=$(jq -c sort <<<"${expect_lost/#[,/[}]") expect_actions=$(jq -c sort <<<"${expect_actions/#[,/[}]")
 
 if [ $class = reattach ]; then
 	check "ts0 re-created: this kernel hooked it again by itself (a packet counted: $(p1_packets) > $packets0)" \
@@ -155,11 +156,11 @@ if [ $class != reattach ]; then
 	check "no TUN device: the kernel's behaviour is not known ($(rau_no_tun check --json | jq -c .kernel_hooks))" \
 		test "$(rau_no_tun check --json | jq -c .kernel_hooks)" = null
 	case $class in
-	delete) expect_actions='[["rau_p1","re-create","fixed"],["rau_p2","replace","fixed"],["rau_p3","re-create","fixed"]' ;;
-	keep) expect_actions='[["rau_p1","add-device","fixed"],["rau_p2","add-device","fixed"],["rau_p3","add-device","fixed"]' ;;
+	delete) expect_actions='[["rau_p1","re-create","fixed"],["rau_p2","replace","fixed"],["rau_p3","re-create","fixed"],["rau_p5","re-create","fixed"]' ;;
+	keep) expect_actions='[["rau_p1","add-device","fixed"],["rau_p2","add-device","fixed"],["rau_p3","add-device","fixed"],["rau_p5","add-device","fixed"]' ;;
 	esac
 	$flowtables && expect_actions+=',["rau_p4","add-device","fixed"]'
-	expect_actions+=']'
+	expect_actions=$(jq -c sort <<<"$expect_actions]")
 	rau_no_tun >"$WORK/run3.out" 2>&1
 	rc=$?
 	sed 's/^/# /' "$WORK/run3.out"
