@@ -73,6 +73,21 @@ static int hex_parse(const char *text, struct nl_blob *ret) {
         return 0;
 }
 
+/* A list of messages as hex_json() wrote them, appended to *blobs. */
+static int hex_list_parse(json_t *list, struct nl_blob **blobs, size_t *n, size_t *allocated) {
+        size_t k;
+        json_t *d;
+        json_array_foreach(list, k, d) {
+                if (GROW(*blobs, *allocated, *n + 1) < 0)
+                        return -ENOMEM;
+                int r = json_is_string(d) ? hex_parse(json_string_value(d), &(*blobs)[*n]) : -EBADMSG;
+                if (r < 0)
+                        return r;
+                (*n)++;
+        }
+        return 0;
+}
+
 /* One device-bound hook as the snapshot keeps it; detached: devices the kernel took out since (a carried one). */
 static json_t *hook_json(const struct device_hook *h, uint64_t handle, const char *const *detached, size_t n_detached) {
         _cleanup_(json_decrefp) json_t *j = json_pack(
@@ -282,8 +297,7 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
         json_array_foreach(hooks, i, v) {
                 const char *family, *table, *chain = NULL, *flowtable = NULL, *policy = "accept", *type = NULL;
                 json_int_t hooknum, priority, flags = 0, handle = 0;
-                json_t *devices, *msgs = NULL, *set_msgs = NULL, *detached = NULL, *d;
-                size_t k;
+                json_t *devices, *msgs = NULL, *set_msgs = NULL, *detached = NULL;
                 if (json_unpack(v, "{s:s, s:s, s?s, s?s, s:I, s:I, s?I, s?s, s?s, s:o, s?o, s?o, s?o, s?I}",
                                 "family", &family, "table", &table, "chain", &chain, "flowtable", &flowtable,
                                 "hooknum", &hooknum, "priority", &priority, "flags", &flags, "policy", &policy,
@@ -311,22 +325,9 @@ int snapshot_parse(const char *text, struct snapshot *ret) {
                 int r = json_names_parse(devices, &h->devices, &h->n_devices);
                 if (r < 0 || (r = json_names_parse(detached, &h->detached, &h->n_detached)) < 0)
                         return r;
-                json_array_foreach(msgs, k, d) {
-                        if (GROW(h->rules, h->allocated_rules, h->n_rules + 1) < 0)
-                                return -ENOMEM;
-                        r = json_is_string(d) ? hex_parse(json_string_value(d), &h->rules[h->n_rules]) : -EBADMSG;
-                        if (r < 0)
-                                return r;
-                        h->n_rules++;
-                }
-                json_array_foreach(set_msgs, k, d) {
-                        if (GROW(h->set_msgs, h->allocated_set_msgs, h->n_set_msgs + 1) < 0)
-                                return -ENOMEM;
-                        r = json_is_string(d) ? hex_parse(json_string_value(d), &h->set_msgs[h->n_set_msgs]) : -EBADMSG;
-                        if (r < 0)
-                                return r;
-                        h->n_set_msgs++;
-                }
+                if ((r = hex_list_parse(msgs, &h->rules, &h->n_rules, &h->allocated_rules)) < 0 ||
+                    (r = hex_list_parse(set_msgs, &h->set_msgs, &h->n_set_msgs, &h->allocated_set_msgs)) < 0)
+                        return r;
         }
 
         json_t *units = json_object_get(root, "units");

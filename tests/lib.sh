@@ -54,6 +54,31 @@ holder_stop() {
 holder_restart() { holder_stop "$1"; holder_start "$@"; }
 holders_stop() { for k in "${!HOLDER_PID[@]}"; do holder_stop "$k"; done; }
 
+# Device-bound hooks (ns/device-hooks-repair.sh, ns/watch-device-hooks.sh): ts0 held by tests/tun-inject.
+# tables_listing FAMILY:TABLE...: nft's JSON listing of each, handles and counter values aside (what "restored
+# exactly" is compared with); a table that is not there lists as nothing
+tables_listing() {
+	local t
+	for t in "$@"; do
+		nft -j list table "${t%%:*}" "${t#*:}" 2>/dev/null |
+			jq -c '[.nftables[] | select(has("metainfo") | not)] | walk(if type == "object" then del(.handle) | (if has("counter") and (.counter | type) == "object" then .counter = {} else . end) else . end)'
+	done
+}
+# chain_packets FAMILY TABLE CHAIN: the packets its first rule's counter counted (0 when the chain is gone)
+chain_packets() {
+	local n
+	n=$(nft -j list chain "$1" "$2" "$3" 2>/dev/null | jq '[.nftables[] | .rule? | select(.) | .expr[0].counter.packets] | first // 0')
+	echo "${n:-0}"
+}
+# inject NAME: one packet into a device tun-inject holds, then let the softirq run
+inject() {
+	local out=$WORK/holder.$1.out n
+	n=$(grep -c '^sent' "$out")
+	kill -USR1 "${HOLDER_PID[$1]}"
+	for _ in $(seq 200); do [ "$(grep -c '^sent' "$out")" -gt "$n" ] && break; sleep 0.01; done
+	sleep 0.2
+}
+
 # not /sys/class/net: sysfs is the mounting namespace's view, not ours
 ifindex() { ip -o link show dev "$1" | cut -d: -f1; }
 rau() { "$RAU" --run-dir "$RUN_DIR" --state-dir "$STATE_DIR" "$@"; }

@@ -29,27 +29,9 @@ nft -f - <<<'table inet rau_p4 { flowtable f { hook ingress priority 0; devices 
 tables=(netdev:rau_p1 netdev:rau_p2 inet:rau_p3 netdev:rau_p5 ip:plain)
 $flowtables && tables+=(inet:rau_p4)
 
-# nft's JSON listing of every table, handles and counter values aside: what "restored exactly" is compared with
-listing() {
-	local t
-	for t in "${tables[@]}"; do
-		nft -j list table "${t%%:*}" "${t#*:}" 2>/dev/null |
-			jq -c '[.nftables[] | select(has("metainfo") | not)] | walk(if type == "object" then del(.handle) | (if has("counter") and (.counter | type) == "object" then .counter = {} else . end) else . end)'
-	done
-}
-# packets rau_p1's chain counted with its first rule (0 when the chain is gone)
-p1_packets() {
-	local n
-	n=$(nft -j list chain netdev rau_p1 c 2>/dev/null | jq '[.nftables[] | .rule? | select(.) | .expr[0].counter.packets] | first // 0')
-	echo "${n:-0}"
-}
-inject_ts0() { # one packet into ts0, then let the softirq run
-	local out=$WORK/holder.ts0.out n
-	n=$(grep -c '^sent' "$out")
-	kill -USR1 "${HOLDER_PID[ts0]}"
-	for _ in $(seq 200); do [ "$(grep -c '^sent' "$out")" -gt "$n" ] && break; sleep 0.01; done
-	sleep 0.2
-}
+listing() { tables_listing "${tables[@]}"; }
+p1_packets() { chain_packets netdev rau_p1 c; }
+inject_ts0() { inject ts0; }
 lost() { # what check reports: table key now missing back, sorted
 	rau check --json | jq -c '[.stale[] | select(.key == "hook" or .key == "flowtable") |
 		[.table, .key, (if .now == null then "deleted" else (.now | join(",")) end), (.missing | join(",")), (.back | join(","))]] | sort'

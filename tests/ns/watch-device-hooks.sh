@@ -20,25 +20,9 @@ table inet filter { chain forward { type filter hook forward priority 0; policy 
 table ip foreign { chain input { type filter hook input priority 10; policy accept; tcp dport 9100 accept; }; }
 NFT
 foreign=$(nft list table ip foreign)
-listing() {
-	local t
-	for t in netdev:rau_p1 netdev:rau_p2 inet:filter; do
-		nft -j list table "${t%%:*}" "${t#*:}" 2>/dev/null |
-			jq -c '[.nftables[] | select(has("metainfo") | not)] | walk(if type == "object" then del(.handle) | (if has("counter") and (.counter | type) == "object" then .counter = {} else . end) else . end)'
-	done
-}
-p1_packets() {
-	local n
-	n=$(nft -j list chain netdev rau_p1 c 2>/dev/null | jq '[.nftables[] | .rule? | select(.) | .expr[0].counter.packets] | first // 0')
-	echo "${n:-0}"
-}
-inject_ts0() {
-	local out=$WORK/holder.ts0.out n
-	n=$(grep -c '^sent' "$out")
-	kill -USR1 "${HOLDER_PID[ts0]}"
-	for _ in $(seq 200); do [ "$(grep -c '^sent' "$out")" -gt "$n" ] && break; sleep 0.01; done
-	sleep 0.2
-}
+listing() { tables_listing netdev:rau_p1 netdev:rau_p2 inet:filter; }
+p1_packets() { chain_packets netdev rau_p1 c; }
+inject_ts0() { inject ts0; }
 records() { grep -c . "$STATE_DIR/history.jsonl" 2>/dev/null || echo 0; }
 export APT_CONFIG=$WORK/apt.conf
 printf 'Reconcile-After-Upgrade { Watch-Debounce "50ms"; };\n' >"$APT_CONFIG"
