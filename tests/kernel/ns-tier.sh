@@ -31,6 +31,7 @@ for f in tun-holder tun-inject nl-rebind-race pipeline-loop nl-capture hung-bus 
 done
 cp -r "$top_srcdir/tests/ns" "$top_srcdir/tests/faults" "$top_srcdir/tests/fixtures" "$top_srcdir/tests/schema" \
 	"$top_srcdir/tests/lib.sh" "$work/tree/tests/"
+mkdir -p "$work/tree/tests/kernel" && cp "$top_srcdir/tests/kernel/nft-devices.sh" "$work/tree/tests/kernel/"
 # RAU_NS_TIER_ONLY="tests/ns/a.sh …": only those (a developer's shortcut; CI runs them all)
 if [ -n "${RAU_NS_TIER_ONLY:-}" ]; then
 	printf '%s\n' $RAU_NS_TIER_ONLY >"$work/tree/tests.list"

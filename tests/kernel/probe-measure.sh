@@ -15,6 +15,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 : "${TUN_HOLDER:=$here/tun-holder}"
 : "${TUN_INJECT:=$here/tun-inject}"
 : "${RAU_BIN:=$here/reconcile-after-upgrade}"
+# shellcheck source=nft-devices.sh
+. "$here/nft-devices.sh"
 
 if [ -z "${RAU_PROBE_NETNS:-}" ]; then
 	[ "$(id -u)" -eq 0 ] || { echo "probe-measure: needs root" >&2; exit 1; }
@@ -77,23 +79,10 @@ declare -A ruleset=(
 )
 
 # state CASE: absent | nodev | devs:A,B (sorted) for the case's chain or flowtable, from nft's listing.
-# (nft 1.0.6's JSON has no device list for chains, so the text is read; a JSON "dev" is used when present.)
 state() {
-	local c=$1 out line devs
-	if [ "$c" = flowtable ]; then
-		out=$(nft list flowtable inet rau_p4 f 2>/dev/null) || { echo absent; return; }
-		line=$(grep -m1 'devices = ' <<<"$out")
-	else
-		out=$(nft list chain "${family[$c]}" "${table[$c]}" c 2>/dev/null) || { echo absent; return; }
-		line=$(grep -m1 'hook ingress' <<<"$out" | sed -n 's/.*hook ingress\(.*\)priority.*/\1/p')
-	fi
-	devs=$(sed 's/devices = //; s/device //; s/[{}",;]/ /g' <<<"$line" | tr -s '[:blank:]' '\n' | grep -v '^$' | sort | paste -sd, -)
-	if [ -z "$devs" ]; then
-		# newer nft: the JSON may carry it
-		devs=$(nft -j list ruleset 2>/dev/null | jq -r --arg t "${table[$c]}" '.nftables[] | (.chain // .flowtable // empty) |
-			select(.table == $t) | .dev // empty | if type == "array" then .[] else . end' | sort | paste -sd, -)
-	fi
-	if [ -n "$devs" ]; then echo "devs:$devs"; else echo nodev; fi
+	local devs
+	if [ "$1" = flowtable ]; then devs=$(nft_devices flowtable inet rau_p4 f); else devs=$(nft_devices chain "${family[$1]}" "${table[$1]}" c); fi
+	case $devs in absent) echo absent ;; '') echo nodev ;; *) echo "devs:$devs" ;; esac
 }
 # packets CASE: the packet count of each counter of the case's chain, in rule order, blank separated.
 packets() {

@@ -52,7 +52,7 @@ if [ -x "$RAU_BIN" ]; then
 else
 	diag "no reconcile-after-upgrade binary at $RAU_BIN: the smoke run is left out"
 fi
-files=("$work/files/tun-holder" "$work/files/tun-inject")
+files=("$work/files/tun-holder" "$work/files/tun-inject" "$here/nft-devices.sh")
 [ -x "$work/files/reconcile-after-upgrade" ] && files+=("$work/files/reconcile-after-upgrade")
 
 # ---------------------------------------------------------------- what each kernel should do

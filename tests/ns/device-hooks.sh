@@ -8,6 +8,7 @@
 # taken out) until a run puts it back. The hook, priority, policy and the rules of each chain are kept to
 # re-create it from.
 source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/../kernel/nft-devices.sh"
 in_netns "$@"
 
 holder_start ts0
@@ -24,16 +25,9 @@ nft -f - <<<'table inet rau_p4 { flowtable f { hook ingress priority 0; devices 
 
 # nft's listing: absent | none | A,B (sorted) for chain c of FAMILY TABLE, or the flowtable
 listed() {
-	local out line
-	if [ "$1" = flowtable ]; then
-		out=$(nft list flowtable inet rau_p4 f 2>/dev/null) || { echo absent; return; }
-		line=$(grep -m1 'devices = ' <<<"$out")
-	else
-		out=$(nft list chain "$1" "$2" c 2>/dev/null) || { echo absent; return; }
-		line=$(grep -m1 'hook ingress' <<<"$out" | sed -n 's/.*hook ingress\(.*\)priority.*/\1/p')
-	fi
-	line=$(sed 's/devices = //; s/device //; s/[{}",;]/ /g' <<<"$line" | tr -s '[:blank:]' '\n' | grep -v '^$' | sort | paste -sd, -)
-	echo "${line:-none}"
+	local devs
+	if [ "$1" = flowtable ]; then devs=$(nft_devices flowtable inet rau_p4 f); else devs=$(nft_devices chain "$1" "$2" c); fi
+	echo "${devs:-none}"
 }
 # the snapshot's: the same shape
 snapped() {
